@@ -1,0 +1,103 @@
+package issuer
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/passport-attest/passport/api"
+)
+
+// Body caps of the HTTP API: evidence carries an event log (real ones are 10-100 KB).
+const (
+	MaxAttestBody    = 2 << 20
+	MaxChallengeBody = 1 << 10
+)
+
+// Handler returns the issuer's public HTTP API (DESIGN.md section 3): discovery, JWKS,
+// challenge and attest. Every error answers JSON {error, error_description}.
+func (is *Issuer) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+api.PathDiscovery, is.handleDiscovery)
+	mux.HandleFunc("GET "+api.PathJWKS, is.handleJWKS)
+	mux.HandleFunc("POST "+api.PathChallenge, is.handleChallenge)
+	mux.HandleFunc("POST "+api.PathAttest, is.handleAttest)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	return mux
+}
+
+func (is *Issuer) handleDiscovery(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	writeJSON(w, http.StatusOK, is.Discovery())
+}
+
+func (is *Issuer) handleJWKS(w http.ResponseWriter, r *http.Request) {
+	body, etag := is.cfg.Keyring.JWKSJSON()
+	w.Header().Set("ETag", etag)
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	if r.Header.Get("If-None-Match") == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	_, _ = w.Write(body)
+}
+
+func (is *Issuer) handleChallenge(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, MaxChallengeBody)
+	res, err := is.Challenge(r.Context())
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (is *Issuer) handleAttest(w http.ResponseWriter, r *http.Request) {
+	var req api.AttestRequest
+	if err := decode(w, r, MaxAttestBody, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	res, err := is.Attest(r.Context(), &req)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, res)
+}
+
+// errTooLarge marks a body over its cap (413).
+var errTooLarge = errors.New("issuer: request body too large")
+
+func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("%w: limit %d bytes", errTooLarge, limit)
+		}
+		return fmt.Errorf("%w: JSON body: %w", ErrBadRequest, err)
+	}
+	return nil
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	if errors.Is(err, errTooLarge) {
+		writeJSON(w, http.StatusRequestEntityTooLarge, &api.Error{Code: "request_too_large", Description: err.Error()})
+		return
+	}
+	status, body := StatusOf(err)
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,226 @@
+// Package issuer is passport's verifier in the RATS passport model (RFC 9334 section 5.1): it
+// hands out single-use challenge nonces, appraises TPM evidence with package evidence and a
+// policy.Appraiser, and mints short-lived attestation results (EAR JWTs, package token) signed by
+// a jwks.Keyring. The HTTP layer (Handler) only decodes, calls this core and renders.
+package issuer
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/passport-attest/passport/api"
+	"github.com/passport-attest/passport/evidence"
+	"github.com/passport-attest/passport/jwks"
+	"github.com/passport-attest/passport/policy"
+	"github.com/passport-attest/passport/store"
+	"github.com/passport-attest/passport/token"
+)
+
+// Defaults of Config.
+const (
+	DefaultNonceTTL      = 60 * time.Second
+	DefaultTokenLifetime = 5 * time.Minute
+)
+
+// Config wires an Issuer. URL, Keyring, Nonces, Evidence and Policy are required.
+type Config struct {
+	// URL is the issuer identifier: the iss of every token and the base of the discovery
+	// document, e.g. "https://issuer.example" (no trailing slash).
+	URL string
+	// Keyring signs tokens.
+	Keyring *jwks.Keyring
+	// Nonces keeps challenge nonces (memory or Redis).
+	Nonces store.NonceStore
+	// Clocks, when set, refuses quotes whose TPM clock info went backwards for the same AK.
+	Clocks store.ClockStore
+	// Evidence verifies TPM evidence.
+	Evidence *evidence.Verifier
+	// Policy appraises verified evidence.
+	Policy policy.Appraiser
+	// NonceTTL is how long a challenge stays valid (default 60 s).
+	NonceTTL time.Duration
+	// TokenLifetime is exp - iat of minted tokens (default 5 min).
+	TokenLifetime time.Duration
+	// Audiences, when non-empty, lists the audiences a token may be minted for; otherwise any
+	// non-empty audience the attester asks for is accepted.
+	Audiences []string
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Log receives one line per decision; never tokens, nonces or keys (default slog.Default()).
+	Log *slog.Logger
+	// Build names this verifier build in ear_verifier_id.
+	Build string
+}
+
+// Issuer is the verifier core. It is safe for concurrent use.
+type Issuer struct {
+	cfg Config
+}
+
+// New checks cfg and returns an Issuer.
+func New(cfg Config) (*Issuer, error) {
+	switch {
+	case cfg.URL == "":
+		return nil, errors.New("issuer: URL is required")
+	case cfg.Keyring == nil:
+		return nil, errors.New("issuer: keyring is required")
+	case cfg.Nonces == nil:
+		return nil, errors.New("issuer: nonce store is required")
+	case cfg.Evidence == nil:
+		return nil, errors.New("issuer: evidence verifier is required")
+	case cfg.Policy == nil:
+		return nil, errors.New("issuer: policy is required")
+	}
+	if cfg.NonceTTL <= 0 {
+		cfg.NonceTTL = DefaultNonceTTL
+	}
+	if cfg.TokenLifetime <= 0 {
+		cfg.TokenLifetime = DefaultTokenLifetime
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Build == "" {
+		cfg.Build = "passport-dev"
+	}
+	return &Issuer{cfg: cfg}, nil
+}
+
+// URL returns the issuer identifier.
+func (is *Issuer) URL() string { return is.cfg.URL }
+
+// Discovery returns the discovery document for the current keys.
+func (is *Issuer) Discovery() jwks.Discovery {
+	d := jwks.NewDiscovery(is.cfg.URL, is.cfg.Keyring.Algorithms())
+	d.AppraisalEndpoint = ""
+	return d
+}
+
+// Challenge issues a fresh single-use nonce valid for NonceTTL. It fails with an error wrapping
+// store.ErrUnavailable when the store cannot keep it (fail closed: no nonce, no attestation).
+func (is *Issuer) Challenge(ctx context.Context) (*api.ChallengeResponse, error) {
+	exp := is.cfg.Now().Add(is.cfg.NonceTTL)
+	n, err := newNonce(exp)
+	if err != nil {
+		return nil, err
+	}
+	if err := is.cfg.Nonces.PutNonce(ctx, n, nil, is.cfg.NonceTTL); err != nil {
+		return nil, fmt.Errorf("issuer: challenge: %w", err)
+	}
+	return &api.ChallengeResponse{Nonce: n, ExpiresAt: exp.UTC().Truncate(time.Millisecond)}, nil
+}
+
+// Attest consumes the request's nonce (atomically: of concurrent requests with one nonce exactly
+// one proceeds), verifies the evidence, appraises it and mints a token. Errors wrap the sentinels
+// of this package, *evidence.Error or *PolicyError; StatusOf maps them to HTTP.
+func (is *Issuer) Attest(ctx context.Context, req *api.AttestRequest) (*api.AttestResponse, error) {
+	if err := is.checkRequest(req); err != nil {
+		return nil, err
+	}
+	now := is.cfg.Now()
+	if _, err := is.cfg.Nonces.ConsumeNonce(ctx, req.Nonce); err != nil {
+		switch {
+		case !errors.Is(err, store.ErrNonceUnknown):
+			return nil, fmt.Errorf("issuer: consume nonce: %w", err)
+		case nonceExpired(req.Nonce, now):
+			return nil, fmt.Errorf("%w: ask for a new challenge", ErrNonceExpired)
+		}
+		return nil, fmt.Errorf("%w: each challenge answers one attestation", ErrNonceReused)
+	}
+	st, err := is.cfg.Evidence.Verify(ctx, req.Nonce, req.CNF, req.Attestation)
+	if err != nil {
+		is.cfg.Log.InfoContext(ctx, "attestation refused", "reason", err.Error())
+		return nil, err
+	}
+	if is.cfg.Clocks != nil {
+		if err := is.cfg.Clocks.AdvanceClock(ctx, st.AKID, st.Clock, 30*24*time.Hour); err != nil {
+			if errors.Is(err, store.ErrClockRollback) {
+				return nil, fmt.Errorf("%w: %w", ErrClockRollback, err)
+			}
+			return nil, fmt.Errorf("issuer: clock store: %w", err)
+		}
+	}
+	ap := is.cfg.Policy.Appraise(st)
+	if ap.Status == token.TierContraindicated {
+		is.cfg.Log.InfoContext(ctx, "attestation refused by policy", "ak", st.AKID, "policy", ap.PolicyID, "failures", len(ap.Failures))
+		return nil, &PolicyError{PolicyID: ap.PolicyID, Failures: ap.Failures}
+	}
+	claims, err := is.claims(req, st, ap, now)
+	if err != nil {
+		return nil, err
+	}
+	raw, kid, err := is.cfg.Keyring.Sign(claims)
+	if err != nil {
+		return nil, fmt.Errorf("issuer: %w", err)
+	}
+	is.cfg.Log.InfoContext(ctx, "token issued", "ak", st.AKID, "kid", kid, "status", ap.Status.String(), "aud", req.Audience)
+	return &api.AttestResponse{Token: raw, ExpiresAt: claims.Expires().UTC()}, nil
+}
+
+func (is *Issuer) checkRequest(req *api.AttestRequest) error {
+	switch {
+	case req == nil:
+		return fmt.Errorf("%w: empty request", ErrBadRequest)
+	case len(req.Nonce) != api.NonceSize:
+		return fmt.Errorf("%w: nonce is %d bytes, want %d", ErrBadRequest, len(req.Nonce), api.NonceSize)
+	case req.CNF == nil || req.CNF.Key == nil || !req.CNF.IsPublic() || !req.CNF.Valid():
+		return fmt.Errorf("%w: cnf must be a valid public JWK", ErrBadRequest)
+	case len(req.Attestation) == 0:
+		return fmt.Errorf("%w: no attestation", ErrBadRequest)
+	case req.Audience == "":
+		return fmt.Errorf("%w: audience is required", ErrBadRequest)
+	case len(is.cfg.Audiences) > 0 && !slices.Contains(is.cfg.Audiences, req.Audience):
+		return fmt.Errorf("%w: %q", ErrAudience, req.Audience)
+	}
+	return nil
+}
+
+func (is *Issuer) claims(req *api.AttestRequest, st *evidence.State, ap *policy.Appraisal, now time.Time) (*token.Claims, error) {
+	jti := make([]byte, 16)
+	if _, err := rand.Read(jti); err != nil {
+		return nil, fmt.Errorf("issuer: jti: %w", err)
+	}
+	cnf := req.CNF.Public()
+	cnf.KeyID = ""
+	pcrs := make(map[string]string, len(st.LoggedPCRs))
+	for _, idx := range st.LoggedPCRs {
+		if v, ok := st.PCRs[idx]; ok {
+			pcrs[strconv.Itoa(int(idx))] = fmt.Sprintf("%x", v)
+		}
+	}
+	sb := st.SecureBoot()
+	return &token.Claims{
+		Issuer:       is.cfg.URL,
+		Subject:      st.AKID,
+		Audience:     token.Audience{req.Audience},
+		IssuedAt:     now.Unix(),
+		NotBefore:    now.Unix(),
+		Expiry:       now.Add(is.cfg.TokenLifetime).Unix(),
+		ID:           base64.RawURLEncoding.EncodeToString(jti),
+		Profile:      token.Profile,
+		EATNonce:     req.EATNonce,
+		Confirmation: &token.Confirmation{JWK: &cnf},
+		VerifierID:   token.VerifierID{Build: is.cfg.Build, Developer: "https://github.com/passport-attest/passport"},
+		Submods: map[string]*token.Submod{token.SubmodTPM: {
+			Status:   ap.Status,
+			Vector:   ap.Vector,
+			PolicyID: ap.PolicyID,
+			Measurements: &token.Measurements{
+				Bank:            st.Bank,
+				PCRs:            pcrs,
+				SecureBoot:      &sb,
+				ReferenceValues: ap.ReferenceValues,
+			},
+		}},
+	}, nil
+}

@@ -1,0 +1,55 @@
+// Package policy turns verified evidence into an attestation result: the EAR status and
+// trustworthiness vector (draft-ietf-rats-ear section 3, draft-ietf-rats-ar4si section 2.3) that
+// the issuer puts in a token. Evaluation is pure: no I/O, no clock, only the verified state.
+package policy
+
+import (
+	"github.com/passport-attest/passport/evidence"
+	"github.com/passport-attest/passport/token"
+)
+
+// Appraiser evaluates verified evidence. Implementations are pure and safe for concurrent use.
+type Appraiser interface {
+	Appraise(s *evidence.State) *Appraisal
+}
+
+// Appraisal is the outcome of a policy evaluation.
+type Appraisal struct {
+	// Status is the submodule's EAR status: never better than the worst claim in Vector.
+	Status token.Tier
+	// Vector is the AR4SI trustworthiness vector.
+	Vector token.TrustworthinessVector
+	// PolicyID identifies the policy in force (ear_appraisal_policy_id).
+	PolicyID string
+	// Failures lists the rules that did not hold, in words an operator can act on.
+	Failures []Failure
+	// ReferenceValues lists the hex digests of the reference values the evidence matched.
+	ReferenceValues []string
+}
+
+// Failure is one rule that did not hold.
+type Failure struct {
+	Rule   string `json:"rule"`
+	Claim  string `json:"claim"`  // the AR4SI claim it feeds
+	Value  int8   `json:"value"`  // the claim value it set
+	Reason string `json:"reason"` // what was expected and what was seen
+}
+
+// Finish computes Status from Vector: affirming unless a claim is worse, never better than the
+// worst claim. Claims with the "none" tier are neutral.
+func (a *Appraisal) Finish() *Appraisal {
+	c := token.Claims{Submods: map[string]*token.Submod{"x": {Status: token.TierAffirming, Vector: a.Vector}}}
+	a.Status = c.OverallStatus()
+	return a
+}
+
+// Set records claim = value, keeping the worse value when the claim is already set.
+func (a *Appraisal) Set(claim string, value int8) {
+	if a.Vector == nil {
+		a.Vector = token.TrustworthinessVector{}
+	}
+	old, ok := a.Vector[claim]
+	if !ok || token.TierOf(value).Worse(token.TierOf(old)) || token.TierOf(old) == token.TierNone {
+		a.Vector[claim] = value
+	}
+}
