@@ -4,7 +4,7 @@ BIN       ?= bin/passport
 PKGS      ?= ./...
 STATICCHECK_VERSION ?= 2025.1.1
 
-.PHONY: help build demo test bench lint fuzz tidy
+.PHONY: help build demo test bench lint fuzz tidy pins
 
 help: ## list the targets with a line of help each
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -15,7 +15,7 @@ build: ## build the passport binary into bin/passport
 demo: build ## run the whole flow in one process: issuer, simulated TPM attester, relying party
 	./$(BIN) demo
 
-test: ## run every test (needs Redis on 127.0.0.1:6379 or PASSPORT_REDIS_URL)
+test: pins ## run every test (needs Redis on 127.0.0.1:6379 or PASSPORT_REDIS_URL)
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 
 bench: ## run the benchmarks (ratios against peer libraries are printed per benchmark)
@@ -28,4 +28,7 @@ lint: ## gofmt, go vet and staticcheck
 
 tidy: ## go mod tidy, refusing silent downgrades of the pinned libraries
 	$(GO) mod tidy
+	@./.ci/check-pins
+
+pins: ## check that go.mod keeps the pinned library versions and the go-eventlog replace
 	@./.ci/check-pins

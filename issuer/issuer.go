@@ -57,6 +57,22 @@ type Config struct {
 	Log *slog.Logger
 	// Build names this verifier build in ear_verifier_id.
 	Build string
+	// Observe, when set, is told how long each appraisal step took: StepVerify (evidence),
+	// StepPolicy and StepSign. The demo prints these; metrics can record them.
+	Observe func(step string, d time.Duration)
+}
+
+// Steps reported to Config.Observe.
+const (
+	StepVerify = "verify"
+	StepPolicy = "policy"
+	StepSign   = "sign"
+)
+
+func (is *Issuer) observe(step string, start time.Time) {
+	if is.cfg.Observe != nil {
+		is.cfg.Observe(step, time.Since(start))
+	}
 }
 
 // Issuer is the verifier core. It is safe for concurrent use.
@@ -137,7 +153,9 @@ func (is *Issuer) Attest(ctx context.Context, req *api.AttestRequest) (*api.Atte
 		}
 		return nil, fmt.Errorf("%w: each challenge answers one attestation", ErrNonceReused)
 	}
+	t0 := time.Now()
 	st, err := is.cfg.Evidence.Verify(ctx, req.Nonce, req.CNF, req.Attestation)
+	is.observe(StepVerify, t0)
 	if err != nil {
 		is.cfg.Log.InfoContext(ctx, "attestation refused", "reason", err.Error())
 		return nil, err
@@ -150,11 +168,15 @@ func (is *Issuer) Attest(ctx context.Context, req *api.AttestRequest) (*api.Atte
 			return nil, fmt.Errorf("issuer: clock store: %w", err)
 		}
 	}
+	t0 = time.Now()
 	ap := is.cfg.Policy.Appraise(st)
+	is.observe(StepPolicy, t0)
 	if ap.Status == token.TierContraindicated {
 		is.cfg.Log.InfoContext(ctx, "attestation refused by policy", "ak", st.AKID, "policy", ap.PolicyID, "failures", len(ap.Failures))
 		return nil, &PolicyError{PolicyID: ap.PolicyID, Failures: ap.Failures}
 	}
+	t0 = time.Now()
+	defer is.observe(StepSign, t0)
 	claims, err := is.claims(req, st, ap, now)
 	if err != nil {
 		return nil, err

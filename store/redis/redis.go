@@ -2,11 +2,12 @@
 // section 5), on a go-redis v9 UniversalClient: one server, Sentinel or Cluster. It passes the
 // same conformance suite (storetest) as the memory backend.
 //
-// Keys, where prefix is the string given to New and hex is lowercase hexadecimal:
+// Keys, where <prefix> is the string given to New and <hex> is lowercase hexadecimal:
 //
-//	{prefix}:nonce:{hex(SHA-256(nonce))}   string: the opaque value; TTL = the nonce's ttl
-//	{prefix}:clock:{hex(SHA-256(ak))}      hash r, s, h, l: resetCount, restartCount, and the
-//	                                       high and low 32 bits of clock; TTL = the ttl given
+//	<prefix>:nonce:{<hex(SHA-256(nonce))>}  string: the opaque value; TTL = the nonce's ttl
+//	<prefix>:clock:{<hex(SHA-256(ak))>}     hash r, s, h, l: resetCount, restartCount, and the
+//	                                        high and low 32 bits of clock (decimal strings);
+//	                                        TTL = the ttl of the last accepted AdvanceClock
 //
 // The digest part is wrapped in braces, a Cluster hash tag, so any future operation touching
 // both records of one nonce or AK stays in one slot; every operation here touches one key.
@@ -134,14 +135,17 @@ func (s *Store) ConsumeNonce(ctx context.Context, nonce []byte) ([]byte, error) 
 var advanceClockScript = redis.NewScript(`
 local cur = redis.call('HMGET', KEYS[1], 'r', 's', 'h', 'l')
 if cur[1] or cur[2] or cur[3] or cur[4] then
+  local old = {}
   for i = 1, 4 do
-    local old = tonumber(cur[i])
-    if old == nil then
+    old[i] = tonumber(cur[i])
+    if old[i] == nil then
       return redis.error_reply('ERR passport: malformed clock record')
     end
+  end
+  for i = 1, 4 do
     local new = tonumber(ARGV[i])
-    if new < old then return 0 end
-    if new > old then break end
+    if new < old[i] then return 0 end
+    if new > old[i] then break end
   end
 end
 redis.call('HSET', KEYS[1], 'r', ARGV[1], 's', ARGV[2], 'h', ARGV[3], 'l', ARGV[4])

@@ -1,0 +1,152 @@
+// Package testenv builds the pieces that end-to-end tests share: a simulated TPM attester that
+// replays a real event log from the module cache, and an issuer served over httptest. It is for
+// tests only; the simulator is process-wide, so callers must not run these in parallel.
+package testenv
+
+import (
+	"crypto"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"net/http/httptest"
+
+	"github.com/passport-attest/passport/attester"
+	"github.com/passport-attest/passport/evidence"
+	"github.com/passport-attest/passport/issuer"
+	"github.com/passport-attest/passport/jwks"
+	"github.com/passport-attest/passport/policy"
+	"github.com/passport-attest/passport/store"
+	"github.com/passport-attest/passport/store/memory"
+)
+
+// DefaultLog is a real Ubuntu 21.04 event log that verifies end to end on the simulator.
+const DefaultLog = "ubuntu-2104-no-dbx.bin"
+
+var (
+	dirOnce sync.Map
+)
+
+// ModuleDir returns the module cache directory of mod (via `go list -m`), failing the test when
+// it cannot be found.
+func ModuleDir(t testing.TB, mod string) string {
+	t.Helper()
+	if v, ok := dirOnce.Load(mod); ok {
+		return v.(string)
+	}
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", mod).Output()
+	if err != nil {
+		t.Fatalf("go list -m %s: %v", mod, err)
+	}
+	d := strings.TrimSpace(string(out))
+	if d == "" {
+		t.Fatalf("module %s not in the module cache", mod)
+	}
+	dirOnce.Store(mod, d)
+	return d
+}
+
+// EventLogPath returns the path of one of go-tpm-tools' real event logs.
+func EventLogPath(t testing.TB, name string) string {
+	return filepath.Join(ModuleDir(t, "github.com/google/go-tpm-tools"), "internal/test/eventlogs", name)
+}
+
+// EventLog reads one of go-tpm-tools' real event logs.
+func EventLog(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(EventLogPath(t, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Attester opens the simulator, replays the named real log into it and returns an attester
+// presenting that log. Both are closed at the end of the test.
+func Attester(t testing.TB, logName string) *attester.Attester {
+	t.Helper()
+	log := EventLog(t, logName)
+	rw, err := attester.OpenTPM("simulator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := attester.ReplayEventLog(rw, log); err != nil {
+		rw.Close()
+		t.Fatal(err)
+	}
+	a, err := attester.New(attester.Options{TPM: rw, EventLog: log})
+	if err != nil {
+		rw.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); rw.Close() })
+	return a
+}
+
+// IssuerOptions tune Issuer. Zero values give: memory store, allowlist of TrustAKs, empty
+// reference policy, ES256 key, real clock.
+type IssuerOptions struct {
+	TrustAKs []crypto.PublicKey
+	Nonces   store.NonceStore
+	Clocks   store.ClockStore
+	Policy   policy.Appraiser
+	Now      func() time.Time
+	Lifetime time.Duration
+}
+
+// Server is an issuer running over httptest.
+type Server struct {
+	URL     string
+	Issuer  *issuer.Issuer
+	Keyring *jwks.Keyring
+	HTTP    *httptest.Server
+}
+
+// Issuer starts an issuer over httptest, closed at the end of the test.
+func Issuer(t testing.TB, o IssuerOptions) *Server {
+	t.Helper()
+	allow, err := evidence.NewAllowlist(o.TrustAKs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := evidence.NewVerifier(evidence.Options{AKTrust: allow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := jwks.GenerateKey(jose.ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring := jwks.NewKeyring(key)
+	if o.Nonces == nil {
+		var opts []memory.Option
+		if o.Now != nil {
+			opts = append(opts, memory.WithClock(o.Now))
+		}
+		m := memory.New(opts...)
+		o.Nonces = m
+		if o.Clocks == nil {
+			o.Clocks = m
+		}
+	}
+	if o.Policy == nil {
+		o.Policy = &policy.Reference{}
+	}
+	srv := httptest.NewUnstartedServer(nil)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	is, err := issuer.New(issuer.Config{
+		URL: srv.URL, Keyring: ring, Nonces: o.Nonces, Clocks: o.Clocks, Evidence: ev,
+		Policy: o.Policy, Now: o.Now, TokenLifetime: o.Lifetime,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = is.Handler()
+	return &Server{URL: srv.URL, Issuer: is, Keyring: ring, HTTP: srv}
+}
