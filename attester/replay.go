@@ -13,12 +13,13 @@ import (
 	"github.com/google/go-tpm/tpmutil"
 )
 
-// MaxEventLogSize bounds the event logs this package parses, presents or replays: 8 MiB.
+// MaxEventLogSize bounds the event logs this package parses, presents or replays: 2 MiB, so
+// that evidence always fits the issuer's evidence.MaxAttestationSize (3 MiB).
 // Firmware logs are tens of kilobytes (the largest real log in our test data is 72 KB; Linux
 // exposes at most the ACPI TPM2 table's LAML, typically 64 KiB to 1 MiB). Parsing allocates
 // O(size) memory, so a malformed or hostile log cannot make it allocate more than a small
 // multiple of this bound.
-const MaxEventLogSize = 8 << 20
+const MaxEventLogSize = 2 << 20
 
 // ErrLocality is returned (wrapped) by ReplayEventLog when the log says PCR0 did not start
 // from zero: a StartupLocality EV_NO_ACTION event with a non-zero locality (TCG PC Client
@@ -96,7 +97,8 @@ const startupLocalityPrefix = "StartupLocality\x00"
 // Errors: a log that is empty, too large or malformed, or that extends a PCR the TPM does not
 // have, is refused before anything is extended. A TPM failure mid-way leaves the PCRs partly
 // extended. When the log needs PCR0 to start from a non-zero locality, the whole log is still
-// replayed and the complete report returned together with an error wrapping ErrLocality.
+// replayed and the complete report returned together with an error wrapping ErrLocality
+// (a log that measures nothing into PCR0 is not affected and gets no error).
 func ReplayEventLog(rw io.ReadWriter, log []byte) (ReplayReport, error) {
 	rep := ReplayReport{StartupLocality: -1}
 	if len(log) == 0 {
@@ -187,8 +189,9 @@ func ReplayEventLog(rw io.ReadWriter, log []byte) (ReplayReport, error) {
 		}
 	}
 
+	pcr0 := slices.ContainsFunc(rep.Events, func(e ReplayedEvent) bool { return e.PCR == 0 })
 	switch {
-	case rep.StartupLocality > 0:
+	case rep.StartupLocality > 0 && pcr0:
 		return rep, fmt.Errorf("%w (StartupLocality event: locality %d)", ErrLocality, rep.StartupLocality)
 	case rep.HCRTM:
 		return rep, fmt.Errorf("%w (EV_EFI_HCRTM_EVENT: H-CRTM from locality 4)", ErrLocality)

@@ -60,3 +60,7 @@ func fail(c Check, err error) *Error { return &Error{Check: c, PCR: -1, Event: -
 
 // ErrEmptyEventLog is the cause of a CheckEventLog refusal: go-tpm-tools accepts an empty log.
 var ErrEmptyEventLog = errors.New("the TCG event log is empty")
+
+// ErrNothingMeasured is the cause of a CheckEventLog refusal for a log without a single measured
+// event (only EV_NO_ACTION): it would "verify" against all-zero PCRs while proving nothing.
+var ErrNothingMeasured = errors.New("the TCG event log measures nothing (no event extends a PCR)")

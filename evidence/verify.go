@@ -25,9 +25,9 @@ import (
 // (TPM 2.0 Part 2, section 6.2).
 const tpmGeneratedValue = 0xff544347
 
-// MaxAttestationSize bounds the encoded attestation Verify accepts (1 MiB: real event logs are
-// 10-100 KB, quotes a few hundred bytes).
-const MaxAttestationSize = 1 << 20
+// MaxAttestationSize bounds the encoded attestation Verify accepts (3 MiB: real event logs are
+// 10-100 KB and the attester caps them at 2 MiB; quotes are a few hundred bytes).
+const MaxAttestationSize = 3 << 20
 
 // AKTrust decides whether an attestation key may be believed. Implementations: Allowlist,
 // AnyAK; certificate chains and EK enrollment plug in here.
@@ -138,6 +138,9 @@ func (v *Verifier) Verify(ctx context.Context, nonce []byte, cnf *jose.JSONWebKe
 		return nil, fail(CheckQuote, err)
 	}
 	logged := loggedPCRs(ms)
+	if len(logged) == 0 {
+		return nil, fail(CheckEventLog, ErrNothingMeasured)
+	}
 	if err := checkUnloggedPCRs(q, logged); err != nil {
 		return nil, err
 	}

@@ -11,7 +11,7 @@ import (
 
 // Body caps of the HTTP API: evidence carries an event log (real ones are 10-100 KB).
 const (
-	MaxAttestBody    = 2 << 20
+	MaxAttestBody    = 5 << 20 // base64 of evidence.MaxAttestationSize plus JSON
 	MaxChallengeBody = 1 << 10
 )
 

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/passport-attest/passport/attester"
+)
+
+type attestFlags struct {
+	issuer, tpm, eventLog, audience, out string
+}
+
+func newAttestCmd() *cobra.Command {
+	var f attestFlags
+	cmd := &cobra.Command{
+		Use:   "attest",
+		Short: "Attest this machine's TPM to an issuer and write the passport token",
+		Long: `attest asks the issuer for a challenge, quotes the TPM's PCRs with extraData =
+SHA-256(nonce || thumbprint of a fresh P-256 cnf key), submits the quote and the TCG event log,
+and writes the token to --out and the cnf private key (PKCS#8 PEM, mode 0600) to --out.key.
+
+With --tpm simulator and --event-log FILE, the in-process TPM simulator first replays FILE
+(a binary_bios_measurements log) into its PCRs and presents it as its own log.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runAttest(cmd.Context(), f, cmd.OutOrStdout())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.issuer, "issuer", "", "issuer base URL (required)")
+	fl.StringVar(&f.tpm, "tpm", "simulator", "TPM: simulator or a device path such as /dev/tpmrm0")
+	fl.StringVar(&f.eventLog, "event-log", "", "TCG event log to present (and, on the simulator, to replay first)")
+	fl.StringVar(&f.audience, "audience", "", "audience of the token (required)")
+	fl.StringVar(&f.out, "out", "", "token file (the cnf key goes to FILE.key); stdout when empty")
+	_ = cmd.MarkFlagRequired("issuer")
+	_ = cmd.MarkFlagRequired("audience")
+	return cmd
+}
+
+// openAttester opens the TPM, replays the event log into a simulator, and creates the AK and
+// cnf key. The returned func closes both.
+func openAttester(spec, eventLog string) (*attester.Attester, func(), error) {
+	var logBytes []byte
+	if eventLog != "" {
+		b, err := os.ReadFile(eventLog)
+		if err != nil {
+			return nil, nil, fmt.Errorf("event log: %w", err)
+		}
+		logBytes = b
+	}
+	rw, err := attester.OpenTPM(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	if logBytes != nil && (spec == "" || spec == "simulator") {
+		if _, err := attester.ReplayEventLog(rw, logBytes); err != nil {
+			rw.Close()
+			return nil, nil, fmt.Errorf("replay %s into the simulator: %w", eventLog, err)
+		}
+	}
+	a, err := attester.New(attester.Options{TPM: rw, EventLog: logBytes})
+	if err != nil {
+		rw.Close()
+		return nil, nil, err
+	}
+	return a, func() { a.Close(); rw.Close() }, nil
+}
+
+func runAttest(ctx context.Context, f attestFlags, stdout io.Writer) error {
+	a, closeFn, err := openAttester(f.tpm, f.eventLog)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	c := &attester.Client{IssuerURL: f.issuer}
+	res, err := c.Attest(ctx, a, f.audience)
+	if err != nil {
+		return err
+	}
+	if f.out == "" {
+		_, err = fmt.Fprintln(stdout, res.Token)
+		return err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(a.CNFPrivate())
+	if err != nil {
+		return err
+	}
+	if err := writeFile(f.out+".key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return err
+	}
+	if err := writeFile(f.out, []byte(res.Token+"\n"), 0o600); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "token written to %s (expires %s), cnf key to %s.key\n", f.out, res.ExpiresAt.Format("15:04:05Z07:00"), f.out)
+	return nil
+}
+
+// writeFile writes data atomically (temp file + rename) with mode perm.
+func writeFile(path string, data []byte, perm os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, perm); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, perm); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
