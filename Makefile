@@ -4,7 +4,7 @@ BIN       ?= bin/passport
 PKGS      ?= ./...
 STATICCHECK_VERSION ?= 2025.1.1
 
-.PHONY: help build demo test bench lint fuzz tidy pins
+.PHONY: help build demo test bench lint fuzz tidy pins docs
 
 help: ## list the targets with a line of help each
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -32,3 +32,6 @@ tidy: ## go mod tidy, refusing silent downgrades of the pinned libraries
 
 pins: ## check that go.mod keeps the pinned library versions and the go-eventlog replace
 	@./.ci/check-pins
+
+docs: ## regenerate docs/EVENTLOGS.md and docs/REPLAY.md from the real event-log tests
+	PASSPORT_UPDATE_DOCS=1 $(GO) test -count=1 -run 'TestRealEventLogsEndToEnd|TestReplayRealLogs' ./issuer ./attester

@@ -14,6 +14,6 @@
 // wrapping *api.Error.
 //
 // For tests and demos, ReplayEventLog extends a real machine's event log into the simulator's
-// PCRs so that a quote over them verifies against that log (see testdata_outcomes.md for the
+// PCRs so that a quote over them verifies against that log (see docs/REPLAY.md for the
 // logs this works with).
 package attester

@@ -135,7 +135,16 @@ func (v *Verifier) Verify(ctx context.Context, nonce []byte, cnf *jose.JSONWebKe
 		AllowSHA1:  bank == tpm2.AlgSHA1,
 	})
 	if err != nil {
-		return nil, fail(CheckQuote, err)
+		e := fail(CheckQuote, err)
+		if tpm2.Algorithm(q.GetPcrs().GetHash()) == tpm2.AlgSHA256 {
+			if pcr, ev, why, ok := diagnose(att.GetEventLog(), q.GetPcrs().GetPcrs()); ok {
+				if pcr < 0 {
+					e.Check = CheckEventLog
+				}
+				e.PCR, e.Event, e.Err = pcr, ev, fmt.Errorf("%s: %w", why, err)
+			}
+		}
+		return nil, e
 	}
 	logged := loggedPCRs(ms)
 	if len(logged) == 0 {

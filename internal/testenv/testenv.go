@@ -5,9 +5,12 @@ package testenv
 
 import (
 	"crypto"
+	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -66,16 +69,58 @@ func EventLog(t testing.TB, name string) []byte {
 	return b
 }
 
-// Attester opens the simulator, replays the named real log into it and returns an attester
-// presenting that log. Both are closed at the end of the test.
-func Attester(t testing.TB, logName string) *attester.Attester {
+// RealLog is one real firmware event log from a dependency's test data (Apache-2.0).
+type RealLog struct {
+	Name string // "<module>/<file>"
+	Data []byte
+}
+
+// RealLogs returns every real event log we have: go-tpm-tools' internal/test/eventlogs/*.bin
+// (14 logs), go-attestation's attest/testdata/*_eventlog (7 logs) and the raw log inside its
+// windows_gcp_shielded_vm.json.
+func RealLogs(t testing.TB) []RealLog {
 	t.Helper()
-	log := EventLog(t, logName)
+	var logs []RealLog
+	add := func(prefix, pattern string) {
+		paths, err := filepath.Glob(pattern)
+		if err != nil || len(paths) == 0 {
+			t.Fatalf("no event logs match %s (%v)", pattern, err)
+		}
+		sort.Strings(paths)
+		for _, p := range paths {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			logs = append(logs, RealLog{Name: prefix + filepath.Base(p), Data: b})
+		}
+	}
+	tt := ModuleDir(t, "github.com/google/go-tpm-tools")
+	ga := ModuleDir(t, "github.com/google/go-attestation")
+	add("go-tpm-tools/", filepath.Join(tt, "internal", "test", "eventlogs", "*.bin"))
+	add("go-attestation/", filepath.Join(ga, "attest", "testdata", "*_eventlog"))
+	raw, err := os.ReadFile(filepath.Join(ga, "attest", "testdata", "windows_gcp_shielded_vm.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dump struct {
+		Log struct{ Raw []byte }
+	}
+	if err := json.Unmarshal(raw, &dump); err != nil || len(dump.Log.Raw) == 0 {
+		t.Fatalf("windows_gcp_shielded_vm.json: no Log.Raw (%v)", err)
+	}
+	return append(logs, RealLog{Name: "go-attestation/windows_gcp_shielded_vm.json (Log.Raw)", Data: dump.Log.Raw})
+}
+
+// AttesterFor opens a fresh simulator, replays log into it (a locality error from the replay is
+// tolerated: the quote will then show PCR0's mismatch) and returns an attester presenting log.
+func AttesterFor(t testing.TB, log []byte) *attester.Attester {
+	t.Helper()
 	rw, err := attester.OpenTPM("simulator")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := attester.ReplayEventLog(rw, log); err != nil {
+	if _, err := attester.ReplayEventLog(rw, log); err != nil && !errors.Is(err, attester.ErrLocality) {
 		rw.Close()
 		t.Fatal(err)
 	}
@@ -86,6 +131,13 @@ func Attester(t testing.TB, logName string) *attester.Attester {
 	}
 	t.Cleanup(func() { a.Close(); rw.Close() })
 	return a
+}
+
+// Attester opens the simulator, replays the named real log into it and returns an attester
+// presenting that log. Both are closed at the end of the test.
+func Attester(t testing.TB, logName string) *attester.Attester {
+	t.Helper()
+	return AttesterFor(t, EventLog(t, logName))
 }
 
 // IssuerOptions tune Issuer. Zero values give: memory store, allowlist of TrustAKs, empty
