@@ -1,0 +1,60 @@
+package api_test
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"testing"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/passport-attest/passport/api"
+)
+
+func TestExtraDataBindsNonceAndKey(t *testing.T) {
+	k1, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k2, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	n1 := bytes.Repeat([]byte{1}, api.NonceSize)
+	n2 := bytes.Repeat([]byte{2}, api.NonceSize)
+	j1 := &jose.JSONWebKey{Key: &k1.PublicKey}
+	a, err := api.ExtraData(n1, j1)
+	if err != nil || len(a) != api.ExtraDataSize {
+		t.Fatalf("%v %d", err, len(a))
+	}
+	again, _ := api.ExtraData(n1, &jose.JSONWebKey{Key: &k1.PublicKey, KeyID: "ignored"})
+	otherKey, _ := api.ExtraData(n1, &jose.JSONWebKey{Key: &k2.PublicKey})
+	otherNonce, _ := api.ExtraData(n2, j1)
+	if !bytes.Equal(a, again) || bytes.Equal(a, otherKey) || bytes.Equal(a, otherNonce) {
+		t.Fatal("binding is not a function of exactly (nonce, key thumbprint)")
+	}
+	for name, f := range map[string]func() error{
+		"short nonce": func() error { _, err := api.ExtraData(n1[:31], j1); return err },
+		"long nonce":  func() error { _, err := api.ExtraData(append(n1, 0), j1); return err },
+		"no key":      func() error { _, err := api.ExtraData(n1, nil); return err },
+		"private key": func() error { _, err := api.ExtraData(n1, &jose.JSONWebKey{Key: k1}); return err },
+	} {
+		if f() == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+}
+
+func TestBytesJSON(t *testing.T) {
+	in := api.Bytes{0xfb, 0xff, 0x00}
+	b, _ := json.Marshal(in)
+	if string(b) != `"-_8A"` {
+		t.Fatalf("got %s, want unpadded base64url", b)
+	}
+	for _, s := range []string{`"-_8A"`, `"+/8A"`, `"+/8A"`} {
+		var out api.Bytes
+		if err := json.Unmarshal([]byte(s), &out); err != nil || !bytes.Equal(out, in) {
+			t.Fatalf("%s: %v %x", s, err, out)
+		}
+	}
+	var out api.Bytes
+	if err := json.Unmarshal([]byte(`"!!"`), &out); err == nil {
+		t.Fatal("garbage accepted")
+	}
+}
