@@ -9,9 +9,6 @@ import (
 // realLog is one real firmware event log from a dependency's test data (Apache-2.0).
 type realLog = testenv.RealLog
 
-// moduleDir finds a dependency's directory in the module cache with `go list -m`.
-func moduleDir(t testing.TB, mod string) string { return testenv.ModuleDir(t, mod) }
-
 // realLogs returns every real event log we have (see testenv.RealLogs).
 func realLogs(t testing.TB) []realLog { return testenv.RealLogs(t) }
 

@@ -145,7 +145,7 @@ func (v *Verifier) Verify(proof, method string, target *url.URL, accessToken str
 	if len(proof) > MaxProofSize {
 		return nil, ErrTooLarge
 	}
-	jws, err := jose.ParseSigned(proof, Algorithms)
+	jws, err := jose.ParseSignedCompact(proof, Algorithms)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}

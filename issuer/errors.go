@@ -2,7 +2,6 @@ package issuer
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 
 	"github.com/passport-attest/passport/api"
@@ -65,5 +64,5 @@ func StatusOf(err error) (int, *api.Error) {
 	case errors.As(err, &pe):
 		return http.StatusForbidden, &api.Error{Code: "policy_refused", Description: err.Error()}
 	}
-	return http.StatusInternalServerError, &api.Error{Code: "server_error", Description: fmt.Sprintf("internal error")}
+	return http.StatusInternalServerError, &api.Error{Code: "server_error", Description: "internal error"}
 }

@@ -32,7 +32,7 @@ func TestSignEveryAlgorithm(t *testing.T) {
 			if kid != k.KID() {
 				t.Fatalf("signed with %s, want %s", kid, k.KID())
 			}
-			jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{alg})
+			jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{alg})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -56,18 +56,26 @@ func TestVerify(t *testing.T) {
 				}
 			}},
 		{name: "another audience", want: token.ErrAudience,
-			tok: func() string { return iss.sign(t, with(func(c *token.Claims) { c.Audience = token.Audience{"https://other.example"} })) }},
+			tok: func() string {
+				return iss.sign(t, with(func(c *token.Claims) { c.Audience = token.Audience{"https://other.example"} }))
+			}},
 		{name: "wrong issuer", want: token.ErrIssuer,
 			tok: func() string { return iss.sign(t, with(func(c *token.Claims) { c.Issuer = "https://evil.example" })) }},
 		{name: "expired", want: token.ErrExpired,
-			tok: func() string { return iss.sign(t, with(func(c *token.Claims) { c.Expiry = now.Add(-time.Minute).Unix() })) }},
+			tok: func() string {
+				return iss.sign(t, with(func(c *token.Claims) { c.Expiry = now.Add(-time.Minute).Unix() }))
+			}},
 		{name: "expired within leeway", tok: func() string {
 			return iss.sign(t, with(func(c *token.Claims) { c.Expiry = now.Add(-20 * time.Second).Unix() }))
 		}},
 		{name: "expired within leeway, leeway disabled", want: token.ErrExpired, mod: func(c *Config) { c.Leeway = -1 },
-			tok: func() string { return iss.sign(t, with(func(c *token.Claims) { c.Expiry = now.Add(-20 * time.Second).Unix() })) }},
+			tok: func() string {
+				return iss.sign(t, with(func(c *token.Claims) { c.Expiry = now.Add(-20 * time.Second).Unix() }))
+			}},
 		{name: "nbf in the future", want: token.ErrNotYetValid,
-			tok: func() string { return iss.sign(t, with(func(c *token.Claims) { c.NotBefore = now.Add(5 * time.Minute).Unix() })) }},
+			tok: func() string {
+				return iss.sign(t, with(func(c *token.Claims) { c.NotBefore = now.Add(5 * time.Minute).Unix() }))
+			}},
 		{name: "nbf within leeway", tok: func() string {
 			return iss.sign(t, with(func(c *token.Claims) { c.NotBefore = now.Add(10 * time.Second).Unix() }))
 		}},
@@ -85,7 +93,9 @@ func TestVerify(t *testing.T) {
 			return in + "." + b64(m.Sum(nil))
 		}},
 		{name: "ES384 not in the allowlist", want: ErrAlgorithm,
-			tok: func() string { return iss.forge(t, hdr(func(h map[string]any) { h["alg"] = "ES384" }), claimsAt(t, now)) }},
+			tok: func() string {
+				return iss.forge(t, hdr(func(h map[string]any) { h["alg"] = "ES384" }), claimsAt(t, now))
+			}},
 		{name: "unknown key", want: ErrUnknownKey, tok: func() string { return attacker.sign(t, claimsAt(t, now)) }},
 		{name: "no kid", want: ErrUnknownKey,
 			tok: func() string { return iss.forge(t, hdr(func(h map[string]any) { delete(h, "kid") }), claimsAt(t, now)) }},
@@ -142,14 +152,18 @@ func TestVerify(t *testing.T) {
 			return iss.sign(t, with(func(c *token.Claims) { c.Audience = token.Audience{"https://other.example", testAudience} }))
 		}},
 		{name: "warning tier at default MinStatus", want: token.ErrStatus,
-			tok: func() string { return iss.sign(t, with(func(c *token.Claims) { c.Submods[token.SubmodTPM].Status = token.TierWarning })) }},
+			tok: func() string {
+				return iss.sign(t, with(func(c *token.Claims) { c.Submods[token.SubmodTPM].Status = token.TierWarning }))
+			}},
 		{name: "warning vector claim at default MinStatus", want: token.ErrStatus, tok: func() string {
 			return iss.sign(t, with(func(c *token.Claims) {
 				c.Submods[token.SubmodTPM].Vector[token.ClaimExecutables] = token.ValueUnrecognized
 			}))
 		}},
 		{name: "warning tier with MinStatus warning", mod: func(c *Config) { c.MinStatus = token.TierWarning },
-			tok: func() string { return iss.sign(t, with(func(c *token.Claims) { c.Submods[token.SubmodTPM].Status = token.TierWarning })) }},
+			tok: func() string {
+				return iss.sign(t, with(func(c *token.Claims) { c.Submods[token.SubmodTPM].Status = token.TierWarning }))
+			}},
 		{name: "contraindicated with MinStatus warning", want: token.ErrStatus, mod: func(c *Config) { c.MinStatus = token.TierWarning },
 			tok: func() string {
 				return iss.sign(t, with(func(c *token.Claims) { c.Submods[token.SubmodTPM].Status = token.TierContraindicated }))
