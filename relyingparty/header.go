@@ -12,7 +12,7 @@ import (
 )
 
 // DefaultMaxTokenSize is the default Config.MaxTokenSize: 16 KiB. A passport token with a cnf
-// key, a status reference and one TPM submodule with 24 PCRs is about 2.5 KiB.
+// key, a status reference and one TPM submodule with 8 PCRs is about 2 KiB; with 24, about 4 KiB.
 const DefaultMaxTokenSize = 16 << 10
 
 // asymmetricAlgs are the JWS algorithms a verifier may allow (RFC 7518 section 3.1, RFC 8037):

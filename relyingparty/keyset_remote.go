@@ -19,8 +19,9 @@ const (
 	// unknown kid, stale keys, no keys yet): 30 s. A flood of forged tokens costs at most one
 	// JWKS fetch per interval.
 	DefaultRefetchInterval = 30 * time.Second
-	// DefaultMinMaxAge and DefaultMaxMaxAge bound the Cache-Control max-age honoured: 1 min, 1 h.
+	// DefaultMinMaxAge is the lower bound of the Cache-Control max-age honoured: 1 min.
 	DefaultMinMaxAge = time.Minute
+	// DefaultMaxMaxAge is the upper bound of the Cache-Control max-age honoured: 1 h.
 	DefaultMaxMaxAge = time.Hour
 	// DefaultMaxAge is the freshness of a response without Cache-Control max-age: 5 min.
 	DefaultMaxAge = 5 * time.Minute

@@ -272,6 +272,7 @@ func (v *Verifier) CacheLen() int {
 // error and payload in the call's verifyState, because go-oidc flattens errors into text.
 type keySetAdapter struct{ inner KeySet }
 
+// VerifySignature implements KeySet for go-oidc.
 func (a keySetAdapter) VerifySignature(ctx context.Context, raw string) ([]byte, error) {
 	payload, err := a.inner.VerifySignature(ctx, raw)
 	st := stateFrom(ctx)
