@@ -4,9 +4,13 @@
 package testenv
 
 import (
+	"context"
+	"crypto/rand"
+
 	"crypto"
 	"encoding/json"
 	"errors"
+	"github.com/passport-attest/passport/api"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -201,4 +205,46 @@ func Issuer(t testing.TB, o IssuerOptions) *Server {
 	}
 	srv.Config.Handler = is.Handler()
 	return &Server{URL: srv.URL, Issuer: is, Keyring: ring, HTTP: srv}
+}
+
+// VerifiedState attests once with the named real log on the simulator and returns the verified
+// evidence state (what policies evaluate). It closes the simulator before returning, so it can
+// be called several times in one test.
+func VerifiedState(t testing.TB, logName string) *evidence.State {
+	t.Helper()
+	log := EventLog(t, logName)
+	rw, err := attester.OpenTPM("simulator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rw.Close()
+	if _, err := attester.ReplayEventLog(rw, log); err != nil {
+		t.Fatal(err)
+	}
+	a, err := attester.New(attester.Options{TPM: rw, EventLog: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	nonce := make([]byte, api.NonceSize)
+	if _, err := rand.Read(nonce); err != nil {
+		t.Fatal(err)
+	}
+	req, err := a.Evidence(nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allow, err := evidence.NewAllowlist(a.AKPublic())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := evidence.NewVerifier(evidence.Options{AKTrust: allow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := v.Verify(context.Background(), req.Nonce, req.CNF, req.Attestation)
+	if err != nil {
+		t.Fatalf("%s does not verify: %v", logName, err)
+	}
+	return st
 }
