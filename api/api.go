@@ -23,8 +23,8 @@ const (
 	PathAppraise  = "/v1/appraise"
 )
 
-// NonceSize is the length in bytes of every challenge nonce the issuer hands out (32 bytes, 256
-// bits of entropy from crypto/rand).
+// NonceSize is the length in bytes of every challenge nonce the issuer hands out: 32 bytes, an
+// 8-byte expiry time followed by 24 bytes (192 bits) from crypto/rand.
 const NonceSize = 32
 
 // ChallengeResponse answers POST /v1/challenge.
@@ -46,9 +46,11 @@ type AttestRequest struct {
 	// CNF is the attester's public key that the token will be bound to (RFC 7800 cnf.jwk).
 	// The quotes' extraData must equal SHA-256(nonce || RFC 7638 thumbprint of this key).
 	CNF *jose.JSONWebKey `json:"cnf"`
-	// Audience optionally narrows the token's aud claim; empty means the issuer's default.
+	// Audience is the token's aud claim (required, at most 256 bytes; the issuer may restrict
+	// which audiences it mints for).
 	Audience string `json:"audience,omitempty"`
-	// EATNonce, when set, is echoed in the token's eat_nonce claim (a relying party's nonce).
+	// EATNonce, when set, is echoed in the token's eat_nonce claim (a relying party's nonce, 8 to
+	// 88 bytes: RFC 9711 section 4.1).
 	EATNonce string `json:"eat_nonce,omitempty"`
 }
 

@@ -12,11 +12,12 @@ type Check string
 // The checks, in the order Verify runs them.
 const (
 	CheckDecode     Check = "decode"       // the attestation protobuf, the cnf key or the nonce is malformed
-	CheckEventLog   Check = "event_log"    // the TCG event log is missing
+	CheckEventLog   Check = "event_log"    // the TCG event log is missing, measures nothing or lacks SHA-256
 	CheckAKTrust    Check = "ak_trust"     // the AK is not trusted (allowlist, certificate chain)
 	CheckQuoteData  Check = "quote_data"   // TPMS_ATTEST magic, type or structure (TPM 2.0 Part 2, 10.12.12)
 	CheckBinding    Check = "binding"      // extraData is not SHA-256(nonce || cnf thumbprint)
-	CheckQuote      Check = "quote"        // signature, PCR digest or event-log replay (go-tpm-tools)
+	CheckQuote      Check = "quote"        // signature, PCR digest or event-log parsing (go-tpm-tools)
+	CheckReplay     Check = "replay"       // the event log does not replay to the quoted PCRs
 	CheckPCRNoEvent Check = "pcr_no_event" // a quoted PCR holds a value the event log does not explain
 )
 
@@ -29,6 +30,7 @@ type Error struct {
 	Err   error
 }
 
+// Error says "evidence: CHECK (PCR n, event m): cause".
 func (e *Error) Error() string {
 	s := "evidence: " + string(e.Check)
 	if e.PCR >= 0 {

@@ -124,7 +124,7 @@ func (v *Verifier) Verify(ctx context.Context, nonce []byte, cnf *jose.JSONWebKe
 	if q == nil {
 		return nil, fail(CheckQuote, errors.New("no quote over the SHA-256 PCR bank"))
 	}
-	ad, err := checkQuotes(att, want)
+	ad, err := checkQuotes(att, want, q)
 	if err != nil {
 		return nil, err
 	}
@@ -138,6 +138,7 @@ func (v *Verifier) Verify(ctx context.Context, nonce []byte, cnf *jose.JSONWebKe
 		e := fail(CheckQuote, err)
 		if tpm2.Algorithm(q.GetPcrs().GetHash()) == tpm2.AlgSHA256 {
 			if pcr, ev, why, ok := diagnose(att.GetEventLog(), q.GetPcrs().GetPcrs()); ok {
+				e.Check = CheckReplay
 				if pcr < 0 {
 					e.Check = CheckEventLog
 				}
@@ -200,10 +201,13 @@ func quoteFor(att *pb.Attestation, alg tpm2.Algorithm) *tpmpb.Quote {
 }
 
 // checkQuotes decodes every quote's TPMS_ATTEST before any signature work and checks the magic,
-// the type, the extraData binding (constant time) and that the PCR values supplied beside each
-// quote are exactly its signed selection. It returns the attest data of the last quote.
-func checkQuotes(att *pb.Attestation, want []byte) (*tpm2.AttestationData, error) {
-	var last *tpm2.AttestationData
+// the type, the extraData binding (constant time), that the PCR values supplied beside each
+// quote are exactly its signed selection, and that no bank is quoted twice. It returns the attest
+// data of verified, the quote whose signature go-tpm-tools checks next: clock info and firmware
+// version are taken from that signed quote only.
+func checkQuotes(att *pb.Attestation, want []byte, verified *tpmpb.Quote) (*tpm2.AttestationData, error) {
+	var signed *tpm2.AttestationData
+	banks := map[tpmpb.HashAlgo]bool{}
 	for i, q := range att.GetQuotes() {
 		raw := q.GetQuote()
 		if len(raw) < 6 || !bytes.Equal(raw[:4], []byte{0xff, 0x54, 0x43, 0x47}) {
@@ -231,12 +235,18 @@ func checkQuotes(att *pb.Attestation, want []byte) (*tpm2.AttestationData, error
 				return nil, &Error{Check: CheckQuoteData, PCR: int(idx), Event: -1, Err: fmt.Errorf("quote %d: PCR value supplied outside the signed selection", i)}
 			}
 		}
-		last = ad
+		if banks[q.GetPcrs().GetHash()] {
+			return nil, fail(CheckQuoteData, fmt.Errorf("quote %d: a second quote over the same PCR bank", i))
+		}
+		banks[q.GetPcrs().GetHash()] = true
+		if q == verified {
+			signed = ad
+		}
 	}
-	if last == nil {
-		return nil, fail(CheckQuoteData, errors.New("attestation carries no quote"))
+	if signed == nil {
+		return nil, fail(CheckQuoteData, errors.New("attestation carries no quote over the appraised bank"))
 	}
-	return last, nil
+	return signed, nil
 }
 
 func loggedPCRs(ms *pb.MachineState) []uint32 {

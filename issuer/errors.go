@@ -26,6 +26,7 @@ type PolicyError struct {
 	Failures []policy.Failure
 }
 
+// Error lists the failed rules: "issuer: evidence refused by policy ID: rule: reason; ...".
 func (e *PolicyError) Error() string {
 	s := "issuer: evidence refused by policy " + e.PolicyID
 	for i, f := range e.Failures {

@@ -48,7 +48,7 @@ func (is *Issuer) handleChallenge(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, MaxChallengeBody)
 	res, err := is.Challenge(r.Context())
 	if err != nil {
-		writeError(w, err)
+		is.writeError(w, r, err)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
@@ -58,12 +58,12 @@ func (is *Issuer) handleChallenge(w http.ResponseWriter, r *http.Request) {
 func (is *Issuer) handleAttest(w http.ResponseWriter, r *http.Request) {
 	var req api.AttestRequest
 	if err := decode(w, r, MaxAttestBody, &req); err != nil {
-		writeError(w, err)
+		is.writeError(w, r, err)
 		return
 	}
 	res, err := is.Attest(r.Context(), &req)
 	if err != nil {
-		writeError(w, err)
+		is.writeError(w, r, err)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
@@ -84,15 +84,23 @@ func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
 		}
 		return fmt.Errorf("%w: JSON body: %w", ErrBadRequest, err)
 	}
+	if dec.More() {
+		return fmt.Errorf("%w: JSON body: data after the object", ErrBadRequest)
+	}
 	return nil
 }
 
-func writeError(w http.ResponseWriter, err error) {
+// writeError renders err; server-side failures (5xx) are logged with their cause, which the
+// response does not carry.
+func (is *Issuer) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, errTooLarge) {
 		writeJSON(w, http.StatusRequestEntityTooLarge, &api.Error{Code: "request_too_large", Description: err.Error()})
 		return
 	}
 	status, body := StatusOf(err)
+	if status >= 500 {
+		is.cfg.Log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "status", status, "error", err.Error())
+	}
 	writeJSON(w, status, body)
 }
 

@@ -6,7 +6,10 @@ package issuer
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -14,6 +17,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/passport-attest/passport/api"
 	"github.com/passport-attest/passport/evidence"
@@ -149,8 +154,10 @@ func (is *Issuer) Attest(ctx context.Context, req *api.AttestRequest) (*api.Atte
 		case !errors.Is(err, store.ErrNonceUnknown):
 			return nil, fmt.Errorf("issuer: consume nonce: %w", err)
 		case nonceExpired(req.Nonce, now):
+			is.cfg.Log.InfoContext(ctx, "attestation refused", "reason", "nonce expired")
 			return nil, fmt.Errorf("%w: ask for a new challenge", ErrNonceExpired)
 		}
+		is.cfg.Log.InfoContext(ctx, "attestation refused", "reason", "nonce unknown or already used")
 		return nil, fmt.Errorf("%w: each challenge answers one attestation", ErrNonceReused)
 	}
 	t0 := time.Now()
@@ -163,6 +170,7 @@ func (is *Issuer) Attest(ctx context.Context, req *api.AttestRequest) (*api.Atte
 	if is.cfg.Clocks != nil {
 		if err := is.cfg.Clocks.AdvanceClock(ctx, st.AKID, st.Clock, 30*24*time.Hour); err != nil {
 			if errors.Is(err, store.ErrClockRollback) {
+				is.cfg.Log.InfoContext(ctx, "attestation refused", "ak", st.AKID, "reason", err.Error())
 				return nil, fmt.Errorf("%w: %w", ErrClockRollback, err)
 			}
 			return nil, fmt.Errorf("issuer: clock store: %w", err)
@@ -172,8 +180,9 @@ func (is *Issuer) Attest(ctx context.Context, req *api.AttestRequest) (*api.Atte
 	ap := is.cfg.Policy.Appraise(st)
 	is.observe(StepPolicy, t0)
 	if ap.Status == token.TierContraindicated {
-		is.cfg.Log.InfoContext(ctx, "attestation refused by policy", "ak", st.AKID, "policy", ap.PolicyID, "failures", len(ap.Failures))
-		return nil, &PolicyError{PolicyID: ap.PolicyID, Failures: ap.Failures}
+		pe := &PolicyError{PolicyID: ap.PolicyID, Failures: ap.Failures}
+		is.cfg.Log.InfoContext(ctx, "attestation refused by policy", "ak", st.AKID, "reason", pe.Error())
+		return nil, pe
 	}
 	t0 = time.Now()
 	defer is.observe(StepSign, t0)
@@ -197,6 +206,12 @@ func (is *Issuer) checkRequest(req *api.AttestRequest) error {
 		return fmt.Errorf("%w: nonce is %d bytes, want %d", ErrBadRequest, len(req.Nonce), api.NonceSize)
 	case req.CNF == nil || req.CNF.Key == nil || !req.CNF.IsPublic() || !req.CNF.Valid():
 		return fmt.Errorf("%w: cnf must be a valid public JWK", ErrBadRequest)
+	case !acceptableCNF(req.CNF):
+		return fmt.Errorf("%w: cnf must be an EC key on P-256, P-384 or P-521, or an RSA key of at least 2048 bits (DPoP proofs and JWE key agreement)", ErrBadRequest)
+	case len(req.Audience) > MaxAudienceSize:
+		return fmt.Errorf("%w: audience longer than %d bytes", ErrBadRequest, MaxAudienceSize)
+	case req.EATNonce != "" && (len(req.EATNonce) < 8 || len(req.EATNonce) > 88):
+		return fmt.Errorf("%w: eat_nonce must be 8 to 88 bytes (RFC 9711 section 4.1: 8 to 64 bytes, base64url in JSON)", ErrBadRequest)
 	case len(req.Attestation) == 0:
 		return fmt.Errorf("%w: no attestation", ErrBadRequest)
 	case req.Audience == "":
@@ -205,6 +220,21 @@ func (is *Issuer) checkRequest(req *api.AttestRequest) error {
 		return fmt.Errorf("%w: %q", ErrAudience, req.Audience)
 	}
 	return nil
+}
+
+// MaxAudienceSize bounds the requested audience (bytes).
+const MaxAudienceSize = 256
+
+// acceptableCNF admits the confirmation keys that DPoP proofs and the key broker's JWE key
+// agreement can use: EC P-256/P-384/P-521 (ES256/384/512, ECDH-ES) and RSA >= 2048 bits.
+func acceptableCNF(k *jose.JSONWebKey) bool {
+	switch p := k.Key.(type) {
+	case *ecdsa.PublicKey:
+		return p.Curve == elliptic.P256() || p.Curve == elliptic.P384() || p.Curve == elliptic.P521()
+	case *rsa.PublicKey:
+		return p.N.BitLen() >= 2048
+	}
+	return false
 }
 
 func (is *Issuer) claims(req *api.AttestRequest, st *evidence.State, ap *policy.Appraisal, now time.Time) (*token.Claims, error) {

@@ -7,10 +7,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +21,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	pb "github.com/google/go-tpm-tools/proto/attest"
+	tpmpb "github.com/google/go-tpm-tools/proto/tpm"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
 
@@ -129,7 +133,7 @@ func TestAttestRefusals(t *testing.T) {
 			r := fresh(t, c, a)
 			mutate(t, r, func(att *pb.Attestation) { att.EventLog = tamper(t, att.EventLog) })
 			return r
-		}, http.StatusForbidden, "evidence_rejected_quote"},
+		}, http.StatusForbidden, "evidence_rejected_replay"},
 		{"flipped bit in the quote signature", func() *api.AttestRequest {
 			r := fresh(t, c, a)
 			mutate(t, r, func(att *pb.Attestation) {
@@ -141,6 +145,30 @@ func TestAttestRefusals(t *testing.T) {
 			})
 			return r
 		}, http.StatusForbidden, "evidence_rejected_quote"},
+		{"second quote over the SHA-256 bank with a forged clock", func() *api.AttestRequest {
+			r := fresh(t, c, a)
+			mutate(t, r, func(att *pb.Attestation) {
+				for _, q := range att.Quotes {
+					if q.GetPcrs().GetHash() == tpmpb.HashAlgo_SHA256 {
+						dup := proto.Clone(q).(*tpmpb.Quote)
+						att.Quotes = append(att.Quotes, dup)
+						break
+					}
+				}
+			})
+			return r
+		}, http.StatusForbidden, "evidence_rejected_quote_data"},
+		{"RSA-1024 cnf key", func() *api.AttestRequest {
+			k, _ := rsa.GenerateKey(rand.Reader, 1024)
+			r := fresh(t, c, a)
+			r.CNF = &jose.JSONWebKey{Key: &k.PublicKey}
+			return r
+		}, http.StatusBadRequest, "invalid_request"},
+		{"oversized eat_nonce", func() *api.AttestRequest {
+			r := fresh(t, c, a)
+			r.EATNonce = strings.Repeat("n", 100)
+			return r
+		}, http.StatusBadRequest, "invalid_request"},
 		{"nonce of the wrong length", func() *api.AttestRequest {
 			r := fresh(t, c, a)
 			r.Nonce = append(r.Nonce, 0)
@@ -240,4 +268,41 @@ func hexs(b []byte) string {
 		out = append(out, d[c>>4], d[c&15])
 	}
 	return string(out)
+}
+
+// TestAttestBodyRefusals posts malformed bodies directly: trailing data after the JSON object,
+// unknown fields and an oversized body are refused before any nonce is consumed.
+func TestAttestBodyRefusals(t *testing.T) {
+	nonces := memory.New()
+	srv := testenv.Issuer(t, testenv.IssuerOptions{Nonces: nonces})
+	post := func(body string) int {
+		res, err := http.Post(srv.URL+api.PathAttest, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	ch, err := srv.Issuer.Challenge(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce, _ := json.Marshal(ch.Nonce)
+	for name, tc := range map[string]struct {
+		body string
+		want int
+	}{
+		"trailing object": {`{"nonce":` + string(nonce) + `} {"x":1}`, http.StatusBadRequest},
+		"unknown field":   {`{"nonce":` + string(nonce) + `,"admin":true}`, http.StatusBadRequest},
+		"not JSON":        {`nonce=1`, http.StatusBadRequest},
+		"oversized":       {`{"attestation":"` + strings.Repeat("A", issuer.MaxAttestBody) + `"}`, http.StatusRequestEntityTooLarge},
+	} {
+		if got := post(tc.body); got != tc.want {
+			t.Errorf("%s: got %d, want %d", name, got, tc.want)
+		}
+	}
+	// The refused bodies consumed nothing: the nonce is still there, exactly once.
+	if _, err := nonces.ConsumeNonce(context.Background(), ch.Nonce); err != nil {
+		t.Fatalf("a refused body consumed the nonce: %v", err)
+	}
 }

@@ -70,8 +70,9 @@ func (r *Reference) ID() string {
 //   - hardware and instance-identity are affirmed (2) when the AK was really trusted, and make
 //     no claim (0) under --trust-any-ak;
 //   - configuration: secure boot required but off sets 96 (contraindicated);
-//   - executables: every PCR with reference values must match one, else 33 (unrecognized);
-//     all matching sets 3 (approved boot).
+//   - executables: every PCR with reference values must match one, else 96 (contraindicated:
+//     the issuer refuses; reference values given are enforced); all matching sets 3 (approved
+//     boot).
 func (r *Reference) Appraise(s *evidence.State) *Appraisal {
 	a := &Appraisal{PolicyID: r.ID(), Vector: token.TrustworthinessVector{}}
 	if s.AKTrust != evidence.TrustAny && s.AKTrust != "" {
@@ -102,11 +103,11 @@ func (r *Reference) Appraise(s *evidence.State) *Appraisal {
 			case !quoted:
 				ok = false
 				a.Failures = append(a.Failures, Failure{Rule: "pcr" + pcr, Claim: token.ClaimExecutables,
-					Value: token.ValueUnrecognized, Reason: fmt.Sprintf("PCR %s has reference values but is not in the quote", pcr)})
+					Value: token.ValueContraindicated, Reason: fmt.Sprintf("PCR %s has reference values but is not in the quote", pcr)})
 			case !slices.Contains(r.PCRs[pcr], h):
 				ok = false
 				a.Failures = append(a.Failures, Failure{Rule: "pcr" + pcr, Claim: token.ClaimExecutables,
-					Value: token.ValueUnrecognized, Reason: fmt.Sprintf("PCR %s is %s, not one of %d reference values", pcr, h, len(r.PCRs[pcr]))})
+					Value: token.ValueContraindicated, Reason: fmt.Sprintf("PCR %s is %s, not one of %d reference values", pcr, h, len(r.PCRs[pcr]))})
 			default:
 				a.ReferenceValues = append(a.ReferenceValues, h)
 			}
@@ -114,7 +115,7 @@ func (r *Reference) Appraise(s *evidence.State) *Appraisal {
 		if ok {
 			a.Set(token.ClaimExecutables, token.ValueApprovedBoot)
 		} else {
-			a.Set(token.ClaimExecutables, token.ValueUnrecognized)
+			a.Set(token.ClaimExecutables, token.ValueContraindicated)
 		}
 	}
 	return a.Finish()

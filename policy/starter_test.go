@@ -51,11 +51,11 @@ func TestStarterPolicyOnRealLogs(t *testing.T) {
 	if a := ref.Appraise(sb); a.Status != token.TierAffirming || a.Vector[token.ClaimExecutables] != token.ValueApprovedBoot || len(a.ReferenceValues) != 1 {
 		t.Fatalf("reference machine: %+v", a)
 	}
-	if a := ref.Appraise(noSB); a.Status != token.TierWarning || a.Failures[0].Rule != "pcr7" || !strings.Contains(a.Failures[0].Reason, "not one of") {
+	if a := ref.Appraise(noSB); a.Status != token.TierContraindicated || a.Failures[0].Rule != "pcr7" || !strings.Contains(a.Failures[0].Reason, "not one of") {
 		t.Fatalf("other machine: %+v", a)
 	}
 	ref, _ = policy.LoadReference(write(t, "pcrs:\n  \"16\": [\""+pcr7+"\"]\n"))
-	if a := ref.Appraise(sb); a.Status != token.TierWarning || !strings.Contains(a.Failures[0].Reason, "not in the quote") && !strings.Contains(a.Failures[0].Reason, "not one of") {
+	if a := ref.Appraise(sb); a.Status != token.TierContraindicated || !strings.Contains(a.Failures[0].Reason, "not in the quote") && !strings.Contains(a.Failures[0].Reason, "not one of") {
 		t.Fatalf("PCR 16: %+v", a)
 	}
 	// Trust method feeds the hardware claim: --trust-any-ak makes no hardware claim.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -85,6 +86,7 @@ func runAttest(ctx context.Context, f attestFlags, stdout io.Writer) error {
 		return err
 	}
 	if f.out == "" {
+		fmt.Fprintln(os.Stderr, "warning: no --out: the token goes to stdout and its cnf private key is discarded, so it can only be presented as a bearer token")
 		_, err = fmt.Fprintln(stdout, res.Token)
 		return err
 	}
@@ -102,13 +104,25 @@ func runAttest(ctx context.Context, f attestFlags, stdout io.Writer) error {
 	return nil
 }
 
-// writeFile writes data atomically (temp file + rename) with mode perm.
+// writeFile writes data atomically with mode perm: a new temporary file (O_EXCL, random name, so
+// it never follows a planted link) in the target's directory, chmod before any byte is written,
+// then a rename over path.
 func writeFile(path string, data []byte, perm os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, perm); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
 		return err
 	}
-	if err := os.Chmod(tmp, perm); err != nil {
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after a successful rename
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)

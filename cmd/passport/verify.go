@@ -3,15 +3,18 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/passport-attest/passport/jwks"
 	"github.com/passport-attest/passport/relyingparty"
 )
 
@@ -30,6 +33,9 @@ file and nothing is fetched (an offline relying party); otherwise they come from
 discovery document and JWKS. Exit status 0 means valid; anything else prints the reason.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("jwks") && f.jwksFile == "" {
+				return errors.New("--jwks needs a file (an offline check never falls back to the network)")
+			}
 			return runVerify(cmd.Context(), f, args[0], cmd.OutOrStdout())
 		},
 	}
@@ -47,6 +53,13 @@ func runVerify(ctx context.Context, f verifyFlags, tokenFile string, stdout io.W
 	if err != nil {
 		return err
 	}
+	// Every asymmetric algorithm passport can sign with (never HMAC or none); each JWKS key
+	// is bound to its own alg, so a broader list cannot cause algorithm confusion. Online, the
+	// issuer's advertised algorithms narrow it.
+	algs := make([]string, 0, len(jwks.Algorithms))
+	for _, a := range jwks.Algorithms {
+		algs = append(algs, string(a))
+	}
 	var ks relyingparty.KeySet
 	if f.jwksFile != "" {
 		if ks, err = relyingparty.LoadJWKSFile(f.jwksFile); err != nil {
@@ -59,8 +72,9 @@ func runVerify(ctx context.Context, f verifyFlags, tokenFile string, stdout io.W
 			return err
 		}
 		ks = relyingparty.NewRemoteKeySet(ctx, d.JWKSURI, relyingparty.WithHTTPClient(hc))
+		algs = slices.DeleteFunc(algs, func(a string) bool { return !slices.Contains(d.SigningAlgs, a) })
 	}
-	v, err := relyingparty.NewVerifier(relyingparty.Config{Issuer: strings.TrimRight(f.issuer, "/"), Audience: f.audience, KeySet: ks})
+	v, err := relyingparty.NewVerifier(relyingparty.Config{Issuer: strings.TrimRight(f.issuer, "/"), Audience: f.audience, KeySet: ks, Algorithms: algs})
 	if err != nil {
 		return err
 	}
