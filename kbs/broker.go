@@ -41,9 +41,9 @@ var ErrRevoked = errors.New("kbs: token revoked")
 // Refusal classes: every error from Broker.Release is a *Refusal that matches exactly one of
 // these (and ErrNotFound or ErrUnavailable from the store), by its HTTP status.
 var (
-	ErrBadRequest   = errors.New("kbs: bad request")   // 400
-	ErrUnauthorized = errors.New("kbs: unauthorized")  // 401
-	ErrForbidden    = errors.New("kbs: forbidden")     // 403
+	ErrBadRequest   = errors.New("kbs: bad request")    // 400
+	ErrUnauthorized = errors.New("kbs: unauthorized")   // 401
+	ErrForbidden    = errors.New("kbs: forbidden")      // 403
 	ErrInternal     = errors.New("kbs: internal error") // 500
 )
 
