@@ -3,7 +3,6 @@ package kbs_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -11,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -130,17 +130,17 @@ func (c *countingStore) Get(ctx context.Context, id api.ResourceID) ([]byte, err
 // fixture is a broker over httptest with a directory store holding diskKey, an issuer keyring,
 // an attester's cnf key and an audit buffer.
 type fixture struct {
-	ring    *jwks.Keyring
-	cnf     *ecdsa.PrivateKey
-	dir     string
-	store   *countingStore
-	audit   *syncBuffer
-	revs    *revocations
-	broker  *kbs.Broker
-	srv     *httptest.Server
-	secret  []byte
-	now     time.Time
-	jtiSeq  atomic.Int64
+	ring     *jwks.Keyring
+	cnf      *ecdsa.PrivateKey
+	dir      string
+	store    *countingStore
+	audit    *syncBuffer
+	revs     *revocations
+	broker   *kbs.Broker
+	srv      *httptest.Server
+	secret   []byte
+	now      time.Time
+	jtiSeq   atomic.Int64
 	verifier *relyingparty.Verifier
 }
 
