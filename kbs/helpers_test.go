@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -329,3 +330,5 @@ func (f *fixture) do(t testing.TB, r req) resp {
 func dpopProof(f *fixture, r *http.Request, tok string) (string, error) {
 	return dpop.NewProof(f.cnf, r.Method, r.URL, tok, f.now)
 }
+
+func b64std(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

@@ -55,7 +55,16 @@ func NewRedisStore(client redis.UniversalClient, prefix string, kek []byte) (*Re
 	return &RedisStore{client: client, prefix: prefix, aead: aead}, nil
 }
 
-// LoadKEK reads a key-encryption key from path: exactly 32 raw bytes, or (surrounding white
+func printable(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// LoadKEK reads a key-encryption key from path: exactly 32 raw bytes (not all printable), or (surrounding white
 // space ignored) 64 hex digits or the standard or URL base64 encoding of 32 bytes. Anything else
 // is an error that does not echo the file's content. Generate one with
 // `head -c 32 /dev/urandom > kek` and keep it readable by the KBS only.
@@ -64,7 +73,9 @@ func LoadKEK(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kbs: key-encryption key: %w", err)
 	}
-	if len(b) == KEKSize {
+	// 32 bytes that are all printable are text (the hex of 16 bytes, say), not a raw key: a
+	// random key is all printable with probability (95/256)^32, about 2^-46.
+	if len(b) == KEKSize && !printable(b) {
 		return b, nil
 	}
 	s := string(bytes.TrimSpace(b))
