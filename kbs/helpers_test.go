@@ -197,6 +197,10 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	}
 	if o.mod != nil {
 		o.mod(&cfg)
+		if cs, ok := cfg.Store.(*countingStore); !ok || cs != f.store {
+			f.store = &countingStore{Store: cfg.Store}
+			cfg.Store = f.store
+		}
 	}
 	if f.broker, err = kbs.New(cfg); err != nil {
 		t.Fatal(err)
@@ -332,3 +336,6 @@ func dpopProof(f *fixture, r *http.Request, tok string) (string, error) {
 }
 
 func b64std(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// brokerStore is the store the broker reads (the counting wrapper's inner store).
+func (f *fixture) brokerStore(t testing.TB) kbs.Store { return f.store.Store }
