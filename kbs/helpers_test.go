@@ -339,3 +339,8 @@ func b64std(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
 // brokerStore is the store the broker reads (the counting wrapper's inner store).
 func (f *fixture) brokerStore(t testing.TB) kbs.Store { return f.store.Store }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// testNow is the wall clock, for tests against a real issuer.
+func testNow() time.Time { return time.Now() }
