@@ -159,6 +159,8 @@ rules:
 			setup: func() { f.revs.revoke("revoked-jti") }},
 		{name: "token without cnf", r: req{token: f.token(t, func(c *token.Claims) { c.Confirmation = nil }), noProof: true},
 			status: 401, code: "invalid_token", reason: "no_cnf"},
+		{name: "cnf without a jwk, thief's proof", r: req{token: f.token(t, func(c *token.Claims) { c.Confirmation = &token.Confirmation{} }), proofKey: thief},
+			status: 401, code: "invalid_token", reason: "no_cnf"},
 		{name: "cnf that cannot encrypt (Ed25519)", r: req{token: f.token(t, func(c *token.Claims) {
 			c.Confirmation = &token.Confirmation{JWK: &jose.JSONWebKey{Key: edPriv.Public()}}
 		}), proofKey: edPriv}, status: 403, code: "insufficient_scope", reason: "cnf_unusable"},
