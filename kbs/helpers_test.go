@@ -344,3 +344,8 @@ func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 // testNow is the wall clock, for tests against a real issuer.
 func testNow() time.Time { return time.Now() }
+
+var (
+	ellipticP256 = elliptic.P256()
+	ellipticP384 = elliptic.P384()
+)
