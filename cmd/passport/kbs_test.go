@@ -150,3 +150,15 @@ func auditLines(t *testing.T, path string) []map[string]any {
 	}
 	return out
 }
+
+// TestDemoKBS: the demo's steps (6) and (7) include a key broker release to the attester's
+// key, and a refusal of the same token with another key.
+func TestDemoKBS(t *testing.T) {
+	out, err := run(context.Background(), t, "demo", "--event-log", testenv.EventLogPath(t, testenv.DefaultLog))
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "KBS released default/key/disk (32 bytes) as a JWE (ECDH-ES+A256KW, A256GCM) to that key only; with another key -> 401") {
+		t.Fatalf("demo output lacks the KBS release:\n%s", out)
+	}
+}
