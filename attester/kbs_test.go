@@ -127,12 +127,12 @@ func TestKBSClientFetch(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /kbs/v0/resource/default/key/disk", func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "DPoP "+tok {
-			http.Error(w, "no DPoP token", 401)
+			http.Error(w, "no DPoP token", http.StatusUnauthorized)
 			return
 		}
 		u := &url.URL{Scheme: "http", Host: r.Host, Path: r.URL.Path}
 		if _, err := proofs.Verify(r.Header.Get("DPoP"), r.Method, u, tok, &jose.JSONWebKey{Key: &key.PublicKey}); err != nil {
-			http.Error(w, err.Error(), 401)
+			http.Error(w, err.Error(), http.StatusUnauthorized)
 			return
 		}
 		jwe, _ := kbs.EncryptTo(&jose.JSONWebKey{Key: &key.PublicKey}, secret)
