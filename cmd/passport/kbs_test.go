@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/passport-attest/passport/internal/testenv"
 )
@@ -160,5 +163,82 @@ func TestDemoKBS(t *testing.T) {
 	}
 	if !strings.Contains(out, "KBS released default/key/disk (32 bytes) as a JWE (ECDH-ES+A256KW, A256GCM) to that key only; with another key -> 401") {
 		t.Fatalf("demo output lacks the KBS release:\n%s", out)
+	}
+}
+
+// TestKBSCLIRedis: kbs --redis --kek keeps secrets encrypted in Redis; kbs put stores one and
+// attest --fetch gets it back. It fails when Redis (PASSPORT_REDIS_URL, default
+// 127.0.0.1:6379) does not answer.
+func TestKBSCLIRedis(t *testing.T) {
+	redisURL := os.Getenv("PASSPORT_REDIS_URL")
+	if redisURL == "" {
+		redisURL = "redis://127.0.0.1:6379/0"
+	}
+	opt, err := redis.ParseURL(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := redis.NewClient(opt)
+	defer rc.Close()
+	if err := rc.Ping(context.Background()).Err(); err != nil {
+		t.Fatalf("Redis at %s does not answer: %v", redisURL, err)
+	}
+	rnd := make([]byte, 6)
+	_, _ = rand.Read(rnd)
+	prefix := "passport-kbs-cli-test-" + hex.EncodeToString(rnd)
+	defer func() {
+		ctx := context.Background()
+		iter := rc.Scan(ctx, 0, prefix+":*", 100).Iterator()
+		for iter.Next(ctx) {
+			rc.Del(ctx, iter.Val())
+		}
+	}()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	issAddr, kbsAddr, adminAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	iss, kbsURL := "http://"+issAddr, "http://"+kbsAddr
+	dir := t.TempDir()
+	kek, cred := filepath.Join(dir, "kek"), filepath.Join(dir, "cred")
+	k := make([]byte, 32)
+	_, _ = rand.Read(k)
+	_ = os.WriteFile(kek, []byte(hex.EncodeToString(k)+"\n"), 0o600)
+	_ = os.WriteFile(cred, []byte("an-admin-credential-of-32-bytes!"), 0o600)
+	served := make(chan error, 2)
+	go func() { _, err := run(ctx, t, "serve", "--addr", issAddr, "--trust-any-ak"); served <- err }()
+	waitFor(t, iss+"/.well-known/openid-configuration")
+	go func() {
+		_, err := run(ctx, t, "kbs", "--addr", kbsAddr, "--issuer", iss, "--audience", "kbs", "--redis", redisURL,
+			"--redis-prefix", prefix, "--kek", kek, "--admin-addr", adminAddr, "--admin-credential", cred, "--audit-log", filepath.Join(dir, "audit"))
+		served <- err
+	}()
+	defer func() {
+		cancel()
+		for range 2 {
+			if err := <-served; err != nil {
+				t.Errorf("server: %v", err)
+			}
+		}
+	}()
+	waitFor(t, kbsURL+"/healthz")
+	secret := []byte("model key kept in redis")
+	src := filepath.Join(dir, "src")
+	_ = os.WriteFile(src, secret, 0o600)
+	if _, err := run(ctx, t, "kbs", "put", "--admin", "http://"+adminAddr, "--credential", cred, "models/key/llm", src); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := rc.Keys(ctx, prefix+":*").Result()
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("redis keys %v %v", keys, err)
+	}
+	if raw, _ := rc.Get(ctx, keys[0]).Bytes(); bytes.Contains(raw, secret) {
+		t.Fatal("the secret is in Redis in plaintext")
+	}
+	got := filepath.Join(dir, "got")
+	if _, err := run(ctx, t, "attest", "--issuer", iss, "--kbs", kbsURL, "--audience", "kbs", "--fetch", "models/key/llm", "--out", got,
+		"--tpm", "simulator", "--event-log", testenv.EventLogPath(t, testenv.DefaultLog)); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(got); !bytes.Equal(b, secret) {
+		t.Fatalf("fetched %q", b)
 	}
 }
