@@ -98,6 +98,12 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.Audit == nil {
 		cfg.Audit = slog.Default()
 	}
+	if cfg.PublicURL != "" {
+		u, err := url.Parse(cfg.PublicURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return nil, fmt.Errorf("kbs: PublicURL %q is not an absolute http(s) base URL", cfg.PublicURL)
+		}
+	}
 	return &Broker{cfg: cfg}, nil
 }
 
@@ -161,6 +167,9 @@ func (r *Refusal) Unwrap() []error {
 	case http.StatusServiceUnavailable:
 		class = ErrUnavailable
 	}
+	if r.Err == nil {
+		return []error{class}
+	}
 	return []error{class, r.Err}
 }
 
@@ -172,68 +181,75 @@ func refuse(status int, code, reason, desc string, err error) *Refusal {
 // writes one audit line: event "kbs.release", resource, sub, jti, rule, decision ("release" or
 // "refuse"), reason, status, and alg on a release. On a refusal the error is a *Refusal.
 func (b *Broker) Release(ctx context.Context, req Request) (*Release, error) {
-	var claims *token.Claims
-	var id api.ResourceID
-	rel, rule, err := b.release(ctx, req, &id, &claims)
-	b.audit(ctx, id, claims, rule, rel, err)
+	var seen decision
+	rel, err := b.release(ctx, req, &seen)
+	b.audit(ctx, &seen, rel, err)
 	if err != nil {
 		return nil, err
 	}
 	return rel, nil
 }
 
-func (b *Broker) release(ctx context.Context, req Request, idp *api.ResourceID, cp **token.Claims) (*Release, string, error) {
+// decision is what release learnt before it released or refused, for the audit line.
+type decision struct {
+	id     api.ResourceID // zero until the name is valid
+	claims *token.Claims  // nil until the token is verified
+	rule   string         // "" until the governing rule is known
+}
+
+func (b *Broker) release(ctx context.Context, req Request, d *decision) (*Release, error) {
 	id, err := api.ParseResourceID(req.Resource)
 	if err != nil {
-		return nil, "", refuse(http.StatusBadRequest, "invalid_request", "bad_resource", "resource name must be repository/type/tag of [A-Za-z0-9._-]", err)
+		return nil, refuse(http.StatusBadRequest, "invalid_request", "bad_resource", "resource name must be repository/type/tag of [A-Za-z0-9._-]", err)
 	}
-	*idp = id
+	d.id = id
 	scheme, raw, rf := parseAuthorization(req.Authorization)
 	if rf != nil {
-		return nil, "", rf
+		return nil, rf
 	}
 	claims, err := b.cfg.Verifier.Verify(ctx, raw)
 	if err != nil {
-		return nil, "", verifyRefusal(err)
+		return nil, verifyRefusal(err)
 	}
-	*cp = claims
+	d.claims = claims
 	if claims.Confirmation == nil || claims.Confirmation.JWK == nil {
-		return nil, "", refuse(http.StatusUnauthorized, "invalid_token", "no_cnf", "token is not bound to a key (no cnf)", nil)
+		return nil, refuse(http.StatusUnauthorized, "invalid_token", "no_cnf", "token is not bound to a key (no cnf)", nil)
 	}
 	rule := b.cfg.Policy.ruleFor(id)
+	d.rule = rule.Resource
 	if rf := b.checkProof(req, scheme, raw, claims, rule.Bearer); rf != nil {
-		return nil, rule.Resource, rf
+		return nil, rf
 	}
 	if b.cfg.Revocation != nil {
 		if err := b.cfg.Revocation.Revoked(ctx, claims); err != nil {
 			if errors.Is(err, ErrRevoked) {
-				return nil, rule.Resource, refuse(http.StatusUnauthorized, "invalid_token", "revoked", "token revoked", err)
+				return nil, refuse(http.StatusUnauthorized, "invalid_token", "revoked", "token revoked", err)
 			}
-			return nil, rule.Resource, refuse(http.StatusServiceUnavailable, "temporarily_unavailable", "revocation_unavailable", "revocation status unavailable", err)
+			return nil, refuse(http.StatusServiceUnavailable, "temporarily_unavailable", "revocation_unavailable", "revocation status unavailable", err)
 		}
 	}
 	alg, err := KeyAlgorithm(claims.Confirmation.JWK)
 	if err != nil {
-		return nil, rule.Resource, refuse(http.StatusForbidden, "insufficient_scope", "cnf_unusable", "the token's cnf key cannot receive secrets", err)
+		return nil, refuse(http.StatusForbidden, "insufficient_scope", "cnf_unusable", "the token's cnf key cannot receive secrets", err)
 	}
 	if err := b.cfg.Policy.Allows(ctx, id, claims); err != nil {
-		return nil, rule.Resource, refuse(http.StatusForbidden, "insufficient_scope", "policy", "the resource's policy does not release it to this token", err)
+		return nil, refuse(http.StatusForbidden, "insufficient_scope", "policy", "the resource's policy does not release it to this token", err)
 	}
 	secret, err := b.cfg.Store.Get(ctx, id)
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return nil, rule.Resource, refuse(http.StatusNotFound, "not_found", "not_found", "no such resource", err)
+		return nil, refuse(http.StatusNotFound, "not_found", "not_found", "no such resource", err)
 	case errors.Is(err, ErrUnavailable):
-		return nil, rule.Resource, refuse(http.StatusServiceUnavailable, "temporarily_unavailable", "store_unavailable", "secret store unavailable", err)
+		return nil, refuse(http.StatusServiceUnavailable, "temporarily_unavailable", "store_unavailable", "secret store unavailable", err)
 	case err != nil:
-		return nil, rule.Resource, refuse(http.StatusInternalServerError, "server_error", "store_error", "secret store error", err)
+		return nil, refuse(http.StatusInternalServerError, "server_error", "store_error", "secret store error", err)
 	}
 	jwe, err := EncryptTo(claims.Confirmation.JWK, secret)
 	clear(secret)
 	if err != nil {
-		return nil, rule.Resource, refuse(http.StatusInternalServerError, "server_error", "encrypt_failed", "could not encrypt the secret", err)
+		return nil, refuse(http.StatusInternalServerError, "server_error", "encrypt_failed", "could not encrypt the secret", err)
 	}
-	return &Release{JWE: jwe, Algorithm: alg, Resource: id, Subject: claims.Subject, JTI: claims.ID}, rule.Resource, nil
+	return &Release{JWE: jwe, Algorithm: alg, Resource: id, Subject: claims.Subject, JTI: claims.ID}, nil
 }
 
 // parseAuthorization reads the single Authorization header: "Bearer <token>" (RFC 6750
@@ -337,21 +353,21 @@ func verifyRefusal(err error) *Refusal {
 }
 
 // audit writes the decision line. Only names, identifiers and fixed words are logged.
-func (b *Broker) audit(ctx context.Context, id api.ResourceID, c *token.Claims, rule string, rel *Release, err error) {
+func (b *Broker) audit(ctx context.Context, d *decision, rel *Release, err error) {
 	var sub, jti string
-	if c != nil {
-		sub, jti = c.Subject, c.ID
+	if d.claims != nil {
+		sub, jti = d.claims.Subject, d.claims.ID
 	}
 	res := ""
-	if id.Validate() == nil {
-		res = id.String()
+	if d.id.Validate() == nil {
+		res = d.id.String()
 	}
 	attrs := []slog.Attr{
 		slog.String("event", "kbs.release"),
 		slog.String("resource", res),
 		slog.String("sub", sub),
 		slog.String("jti", jti),
-		slog.String("rule", rule),
+		slog.String("rule", d.rule),
 	}
 	if err == nil {
 		attrs = append(attrs, slog.String("decision", "release"), slog.String("reason", "granted"),

@@ -431,3 +431,28 @@ func mustProof(t *testing.T, f *fixture, r *http.Request, tok string) string {
 	}
 	return p
 }
+
+// TestPublicURL: behind a proxy the proof names the public URL, not the listener's; New refuses
+// a PublicURL that is not an absolute http(s) base.
+func TestPublicURL(t *testing.T) {
+	const public = "https://kbs.example:8443/prefix"
+	f := newFixture(t, fixtureOpts{mod: func(c *kbs.Config) { c.PublicURL = public }})
+	tok := f.token(t, nil)
+	if r := f.do(t, req{token: tok, proofURL: public + "/kbs/v0/resource/" + diskKey}); r.status != 200 {
+		t.Fatalf("proof for the public URL: %d %s", r.status, r.body)
+	}
+	if r := f.do(t, req{token: tok}); r.status != 401 {
+		t.Fatalf("proof for the listener's URL: %d, want 401", r.status)
+	}
+	for _, bad := range []string{"kbs.example", "ftp://kbs.example", "https://", "https://kbs.example/?q=1", "://"} {
+		if _, err := kbs.New(kbs.Config{Verifier: f.verifier, Store: f.store, PublicURL: bad}); err == nil {
+			t.Errorf("PublicURL %q accepted", bad)
+		}
+	}
+	if _, err := kbs.New(kbs.Config{Store: f.store}); err == nil {
+		t.Error("New without a Verifier")
+	}
+	if _, err := kbs.New(kbs.Config{Verifier: f.verifier}); err == nil {
+		t.Error("New without a Store")
+	}
+}

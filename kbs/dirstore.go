@@ -39,6 +39,15 @@ func (s *DirStore) Get(_ context.Context, id api.ResourceID) ([]byte, error) {
 	if err := id.Validate(); err != nil {
 		return nil, err
 	}
+	// Stat before opening: opening a FIFO or a device could block or have side effects.
+	switch fi, err := s.root.Stat(id.String()); {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, ErrNotFound
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	case !fi.Mode().IsRegular():
+		return nil, ErrNotFound
+	}
 	f, err := s.root.Open(id.String())
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {

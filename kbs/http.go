@@ -24,9 +24,7 @@ const Realm = "passport-kbs"
 func (b *Broker) Handler() http.Handler {
 	var base *url.URL
 	if b.cfg.PublicURL != "" {
-		if u, err := url.Parse(strings.TrimRight(b.cfg.PublicURL, "/")); err == nil {
-			base = u
-		}
+		base, _ = url.Parse(strings.TrimRight(b.cfg.PublicURL, "/")) // checked by New
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.EscapedPath()
