@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"time"
 
@@ -17,7 +18,8 @@ import (
 const reuseMargin = 30 * time.Second
 
 // runFetch is `passport attest --kbs URL --fetch repository/type/tag`: get a token (or reuse
-// the one in --token), fetch the secret with DPoP and decrypt it with the cnf key.
+// the one in --token), fetch the secret with DPoP and decrypt it with the cnf key. A saved
+// token the broker refuses with 401 (revoked, another audience) is replaced once by a fresh one.
 func runFetch(ctx context.Context, f attestFlags, stdout io.Writer) error {
 	id, err := api.ParseResourceID(f.fetch)
 	if err != nil {
@@ -35,24 +37,22 @@ func runFetch(ctx context.Context, f attestFlags, stdout io.Writer) error {
 			fmt.Fprintf(os.Stderr, "not reusing %s: %v\n", f.token, err)
 		}
 	}
-	if tok == "" {
-		a, closeFn, err := openAttester(f.tpm, f.eventLog)
-		if err != nil {
+	reused := tok != ""
+	if !reused {
+		if tok, key, err = attestForFetch(ctx, f); err != nil {
 			return err
-		}
-		res, err := (&attester.Client{IssuerURL: f.issuer}).Attest(ctx, a, f.audience)
-		closeFn()
-		if err != nil {
-			return err
-		}
-		tok, key = res.Token, a.CNFPrivate()
-		if f.token != "" {
-			if err := attester.SaveToken(f.token, tok, key); err != nil {
-				return err
-			}
 		}
 	}
-	secret, err := (&attester.KBSClient{URL: f.kbs}).Fetch(ctx, id, tok, key)
+	kc := &attester.KBSClient{URL: f.kbs}
+	secret, err := kc.Fetch(ctx, id, tok, key)
+	var be *attester.BrokerError
+	if reused && errors.As(err, &be) && be.Status == http.StatusUnauthorized {
+		fmt.Fprintf(os.Stderr, "the broker refused the saved token (%v); attesting again\n", be.Err)
+		if tok, key, err = attestForFetch(ctx, f); err != nil {
+			return err
+		}
+		secret, err = kc.Fetch(ctx, id, tok, key)
+	}
 	if err != nil {
 		return err
 	}
@@ -66,4 +66,23 @@ func runFetch(ctx context.Context, f attestFlags, stdout io.Writer) error {
 	}
 	fmt.Fprintf(os.Stderr, "%s: %d bytes written to %s\n", id, len(secret), f.out)
 	return nil
+}
+
+// attestForFetch attests with the TPM and saves the token to --token when given.
+func attestForFetch(ctx context.Context, f attestFlags) (string, crypto.Signer, error) {
+	a, closeFn, err := openAttester(f.tpm, f.eventLog)
+	if err != nil {
+		return "", nil, err
+	}
+	res, err := (&attester.Client{IssuerURL: f.issuer}).Attest(ctx, a, f.audience)
+	closeFn()
+	if err != nil {
+		return "", nil, err
+	}
+	if f.token != "" {
+		if err := attester.SaveToken(f.token, res.Token, a.CNFPrivate()); err != nil {
+			return "", nil, err
+		}
+	}
+	return res.Token, a.CNFPrivate(), nil
 }

@@ -97,6 +97,18 @@ func TestKBSCLI(t *testing.T) {
 		t.Fatalf("audit lines %v: want the saved token reused once", lines)
 	}
 
+	// A saved token the broker refuses (issued for another audience) is replaced once.
+	if _, err := run(ctx, t, "attest", "--issuer", iss, "--audience", "another-service", "--tpm", "simulator", "--event-log", logPath, "--out", tokFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := attest("--fetch", "default/key/disk", "--out", got, "--token", tokFile); err != nil {
+		t.Fatalf("fetch with a refused saved token: %v", err)
+	}
+	lines = auditLines(t, auditLog)
+	if n := len(lines); n != 6 || lines[4]["reason"] != "wrong_audience" || lines[5]["decision"] != "release" {
+		t.Fatalf("audit lines %v: want a refusal of the saved token, then a release", lines[4:])
+	}
+
 	// kbs put through the admin API, then fetch it.
 	src := filepath.Join(dir, "dbpass")
 	if err := os.WriteFile(src, []byte("database password"), 0o600); err != nil {
