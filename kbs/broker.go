@@ -38,8 +38,9 @@ type RevocationChecker interface {
 // ErrRevoked is what a RevocationChecker wraps to say that a token is revoked.
 var ErrRevoked = errors.New("kbs: token revoked")
 
-// Refusal classes: every error from Broker.Release is a *Refusal that matches exactly one of
-// these (and ErrNotFound or ErrUnavailable from the store), by its HTTP status.
+// Refusal classes. Every error from Broker.Release is a *Refusal, and errors.Is matches it to
+// the class of its HTTP status: ErrBadRequest (400), ErrUnauthorized (401), ErrForbidden (403),
+// ErrNotFound (404), ErrUnavailable (503) or ErrInternal (500).
 var (
 	ErrBadRequest   = errors.New("kbs: bad request")    // 400
 	ErrUnauthorized = errors.New("kbs: unauthorized")   // 401

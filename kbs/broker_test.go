@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -454,5 +455,32 @@ func TestPublicURL(t *testing.T) {
 	}
 	if _, err := kbs.New(kbs.Config{Verifier: f.verifier}); err == nil {
 		t.Error("New without a Store")
+	}
+}
+
+// TestRefusalClasses: Release errors match their class and keep their cause.
+func TestRefusalClasses(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	ctx := t.Context()
+	for _, tc := range []struct {
+		r     kbs.Request
+		class error
+	}{
+		{kbs.Request{Resource: "../x/y"}, kbs.ErrBadRequest},
+		{kbs.Request{Resource: diskKey}, kbs.ErrUnauthorized},
+		{kbs.Request{Resource: diskKey, Authorization: []string{"Bearer " + f.token(t, nil)}}, kbs.ErrUnauthorized},
+		{kbs.Request{Resource: diskKey, Authorization: []string{"DPoP " + f.token(t, func(c *token.Claims) {
+			c.Submods[token.SubmodTPM].Status = token.TierWarning
+		})}, DPoP: nil}, kbs.ErrUnauthorized},
+	} {
+		_, err := f.broker.Release(ctx, tc.r)
+		var rf *kbs.Refusal
+		if !errors.Is(err, tc.class) || !errors.As(err, &rf) {
+			t.Errorf("%v: want class %v", err, tc.class)
+		}
+	}
+	_, err := f.broker.Release(ctx, kbs.Request{Resource: diskKey, Authorization: []string{"DPoP " + f.token(t, func(c *token.Claims) { c.Audience = token.Audience{"x"} })}})
+	if !errors.Is(err, kbs.ErrUnauthorized) || !errors.Is(err, token.ErrAudience) {
+		t.Fatalf("cause lost: %v", err)
 	}
 }
