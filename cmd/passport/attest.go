@@ -79,7 +79,7 @@ func openAttester(spec, eventLog string) (*attester.Attester, func(), error) {
 }
 
 func runAttest(ctx context.Context, f attestFlags, stdout io.Writer) error {
-	if f.kbs != "" {
+	if f.kbs != "" || f.token != "" {
 		return runFetch(ctx, f, stdout)
 	}
 	a, closeFn, err := openAttester(f.tpm, f.eventLog)

@@ -21,6 +21,9 @@ const reuseMargin = 30 * time.Second
 // the one in --token), fetch the secret with DPoP and decrypt it with the cnf key. A saved
 // token the broker refuses with 401 (revoked, another audience) is replaced once by a fresh one.
 func runFetch(ctx context.Context, f attestFlags, stdout io.Writer) error {
+	if f.kbs == "" {
+		return errors.New("--token is only used with --kbs and --fetch")
+	}
 	id, err := api.ParseResourceID(f.fetch)
 	if err != nil {
 		return fmt.Errorf("--fetch: %w", err)

@@ -145,6 +145,9 @@ func TestKBSCLI(t *testing.T) {
 	if _, err := run(ctx, t, "attest", "--issuer", iss, "--audience", "kbs", "--kbs", kbsURL); err == nil {
 		t.Fatal("--kbs without --fetch accepted")
 	}
+	if _, err := run(ctx, t, "attest", "--issuer", iss, "--audience", "kbs", "--token", tokFile); err == nil {
+		t.Fatal("--token without --kbs accepted")
+	}
 }
 
 func auditLines(t *testing.T, path string) []map[string]any {
