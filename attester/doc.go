@@ -16,4 +16,9 @@
 // For tests and demos, ReplayEventLog extends a real machine's event log into the simulator's
 // PCRs so that a quote over them verifies against that log (see docs/REPLAY.md for the
 // logs this works with).
+//
+// KBSClient is the key broker client: it presents the token to a passport key broker (package
+// kbs) with a DPoP proof by the cnf key and decrypts the released secret with that key
+// (OpenSecret refuses any JWE but ECDH-ES+A256KW or RSA-OAEP-256 with A256GCM, uncompressed).
+// SaveToken, LoadToken and Reusable let a token be kept and presented again while fresh.
 package attester

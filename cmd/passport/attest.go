@@ -16,6 +16,7 @@ import (
 
 type attestFlags struct {
 	issuer, tpm, eventLog, audience, out string
+	kbs, fetch, token                    string
 }
 
 func newAttestCmd() *cobra.Command {
@@ -40,8 +41,12 @@ With --tpm simulator and --event-log FILE, the in-process TPM simulator first re
 	fl.StringVar(&f.eventLog, "event-log", "", "TCG event log to present (and, on the simulator, to replay first)")
 	fl.StringVar(&f.audience, "audience", "", "audience of the token (required)")
 	fl.StringVar(&f.out, "out", "", "token file (the cnf key goes to FILE.key); stdout when empty")
+	fl.StringVar(&f.kbs, "kbs", "", "key broker base URL: fetch the --fetch secret with the token instead of writing the token")
+	fl.StringVar(&f.fetch, "fetch", "", "resource repository/type/tag to fetch from --kbs; the decrypted secret goes to --out (stdout when empty)")
+	fl.StringVar(&f.token, "token", "", "with --kbs: reuse the token in FILE (and its cnf key FILE.key) while fresh; otherwise attest and save the new one there")
 	_ = cmd.MarkFlagRequired("issuer")
 	_ = cmd.MarkFlagRequired("audience")
+	cmd.MarkFlagsRequiredTogether("kbs", "fetch")
 	return cmd
 }
 
@@ -75,6 +80,9 @@ func openAttester(spec, eventLog string) (*attester.Attester, func(), error) {
 }
 
 func runAttest(ctx context.Context, f attestFlags, stdout io.Writer) error {
+	if f.kbs != "" || f.token != "" {
+		return runFetch(ctx, f, stdout)
+	}
 	a, closeFn, err := openAttester(f.tpm, f.eventLog)
 	if err != nil {
 		return err

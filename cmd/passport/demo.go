@@ -185,6 +185,11 @@ func runDemo(ctx context.Context, eventLog string, w io.Writer) error {
 	if base64.RawURLEncoding.EncodeToString(tp) != base64.RawURLEncoding.EncodeToString(ctp) {
 		return errors.New("token's cnf does not match the attester key")
 	}
+	kbsLine, err := demoKBS(ctx, v, res.Token, a.CNFPrivate())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "      %s\n", kbsLine)
 	fmt.Fprintf(w, "\n  protected handler answered: %q\n", body)
 	fmt.Fprintf(w, "  token: %d bytes, exp in %s, sub (AK thumbprint) %s…, EAR status %s\n",
 		len(res.Token), time.Until(claims.Expires()).Round(time.Second), claims.Subject[:12], claims.OverallStatus())
