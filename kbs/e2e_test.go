@@ -14,7 +14,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/go-jose/go-jose/v4"
@@ -22,6 +21,7 @@ import (
 	"github.com/passport-attest/passport/api"
 	"github.com/passport-attest/passport/attester"
 	"github.com/passport-attest/passport/dpop"
+	"github.com/passport-attest/passport/evidence"
 	"github.com/passport-attest/passport/internal/testenv"
 	"github.com/passport-attest/passport/kbs"
 	"github.com/passport-attest/passport/policy"
@@ -173,11 +173,11 @@ rules:
 		}
 	})
 	t.Run("warning-tier machine", func(t *testing.T) {
-		// An issuer whose reference value for PCR 7 this machine does not match: the
-		// executables claim is 33 (unrecognized), so its tokens are warning-tier.
+		// An issuer whose policy finds this machine's configuration unsafe (AR4SI 32): its
+		// tokens are warning-tier, minted and signed by a real issuer.
 		warnIss := testenv.Issuer(t, testenv.IssuerOptions{
 			TrustAKs: []crypto.PublicKey{a.AKPublic()},
-			Policy:   &policy.Reference{PCRs: map[string][]string{"7": {strings.Repeat("00", 32)}}},
+			Policy:   warningPolicy{},
 		})
 		wk := startKBS(t, warnIss.URL, "")
 		wres, err := (&attester.Client{IssuerURL: warnIss.URL}).Attest(ctx, a, testAudience)
@@ -223,4 +223,14 @@ func expectStatus(t *testing.T, err error, status int, code string) {
 	if be.Status != status || !errors.As(err, &ae) || ae.Code != code {
 		t.Fatalf("err %v, want %d %s", err, status, code)
 	}
+}
+
+// warningPolicy appraises every machine as having a known-vulnerable configuration (AR4SI
+// configuration claim 32, warning tier).
+type warningPolicy struct{}
+
+func (warningPolicy) Appraise(*evidence.State) *policy.Appraisal {
+	a := &policy.Appraisal{PolicyID: "test:warning"}
+	a.Set(token.ClaimConfiguration, token.ValueUnsafe)
+	return a.Finish()
 }
