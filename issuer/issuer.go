@@ -69,9 +69,10 @@ type Config struct {
 
 // Steps reported to Config.Observe.
 const (
-	StepVerify = "verify"
-	StepPolicy = "policy"
-	StepSign   = "sign"
+	StepChallenge = "challenge"
+	StepVerify    = "verify"
+	StepPolicy    = "policy"
+	StepSign      = "sign"
 )
 
 func (is *Issuer) observe(step string, start time.Time) {
@@ -130,6 +131,7 @@ func (is *Issuer) Discovery() jwks.Discovery {
 // Challenge issues a fresh single-use nonce valid for NonceTTL. It fails with an error wrapping
 // store.ErrUnavailable when the store cannot keep it (fail closed: no nonce, no attestation).
 func (is *Issuer) Challenge(ctx context.Context) (*api.ChallengeResponse, error) {
+	defer is.observe(StepChallenge, time.Now())
 	exp := is.cfg.Now().Add(is.cfg.NonceTTL)
 	n, err := newNonce(exp)
 	if err != nil {

@@ -106,7 +106,7 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out)
 	}
-	for _, want := range []string{"(1)", "(2)", "(3)", "(4)", "(5)", "(6)", "(7)", "relying party says 200",
+	for _, want := range []string{"(1)", "(2)", "(3)", "(4)", "(5)", "(6)", "(7)", "validates it locally: HTTP 200",
 		"replayed nonce     -> refused: ", "nonce_reused", "tampered event log -> refused: ", "evidence_rejected_replay", "HTTP 401"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
