@@ -21,7 +21,8 @@
 //     token.ErrStatus, token.ErrMalformed);
 //  5. the caller's claim requirements: Config.Require and Config.RequireCEL (ErrRequirement).
 //
-// A token that passed is remembered (keyed by the SHA-256 of the whole token, bounded LRU,
+// A token that passed is remembered (found by the SHA-256 of its signature segment, accepted
+// only when the whole token equals the stored one, compared in constant time; bounded LRU,
 // never past its exp), so presenting it again costs a hash and the cheap claim checks instead
 // of a signature verification. Verifier.Forget drops a revoked token from that cache.
 //

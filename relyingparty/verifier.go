@@ -2,12 +2,10 @@ package relyingparty
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
-	"unsafe"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 
@@ -162,9 +160,8 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*token.Claims, error
 	now := v.now()
 	var key cacheKey
 	if v.cache != nil {
-		// The token is only read: hash it in place instead of copying it to a []byte.
-		key = sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
-		if c, ok := v.cache.get(key, v.expiredAt(now)); ok {
+		key = keyOf(raw)
+		if c, ok := v.cache.get(key, raw, v.expiredAt(now)); ok {
 			return v.accept(c, now)
 		}
 	}
@@ -207,7 +204,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*token.Claims, error
 		return nil, err
 	}
 	if v.cache != nil {
-		v.cache.put(key, c)
+		v.cache.put(key, raw, c)
 	}
 	return out, nil
 }
@@ -227,10 +224,10 @@ func (v *Verifier) accept(c *token.Claims, now time.Time) (*token.Claims, error)
 	return &out, nil
 }
 
-// expiredAt reports, for the cache, whether claims are past exp (leeway included) at now.
-func (v *Verifier) expiredAt(now time.Time) func(*token.Claims) bool {
-	t := now.Unix() - int64(v.expect.Leeway/time.Second)
-	return func(c *token.Claims) bool { return t > c.Expiry }
+// expiredAt returns, for the cache, the Unix time past which a token is expired at now:
+// claims with exp < expiredAt are past exp plus leeway.
+func (v *Verifier) expiredAt(now time.Time) int64 {
+	return now.Unix() - int64(v.expect.Leeway/time.Second)
 }
 
 // Forget drops every cached token with this jti, so that its next presentation is verified in
