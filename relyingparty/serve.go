@@ -1,0 +1,30 @@
+package relyingparty
+
+import (
+	"context"
+	"net/http"
+)
+
+// serve is one request through Middleware: the token, its (cached) verification, then the
+// route's proof of possession, which is checked per request since a proof is per request.
+func (m *middleware) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	p, err := m.credentials(r)
+	if err == nil && p.raw == "" {
+		err = ErrNoToken
+	}
+	if err != nil {
+		m.onError(w, r, err)
+		return
+	}
+	c, err := m.v.Verify(r.Context(), p.raw)
+	if err != nil {
+		m.onError(w, r, err)
+		return
+	}
+	if err := m.checkPoP(r, p, c); err != nil {
+		m.onError(w, r, err)
+		return
+	}
+	ctx := context.WithValue(r.Context(), ctxKey{}, ctxVal{claims: c, raw: p.raw})
+	next.ServeHTTP(w, r.WithContext(ctx))
+}
