@@ -64,7 +64,7 @@ var (
 	ErrNotBound = errors.New("relyingparty: token is not bound to a key (no cnf.jwk)")
 	// ErrMTLSBinding: the TLS client certificate's key is not the token's cnf key. Answered
 	// 401 error="invalid_token" (RFC 8705 section 3).
-	ErrMTLSBinding = errors.New("relyingparty: client certificate key is not the token's cnf key")
+	ErrMTLSBinding = errors.New("relyingparty: TLS certificate key is not the token's cnf key")
 )
 
 // RequirePoP sets the route's proof-of-possession policy (default PoPBearer). Build one
