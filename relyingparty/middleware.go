@@ -47,9 +47,11 @@ type middleware struct {
 	extract func(*http.Request) (string, error) // nil: Authorization Bearer or DPoP
 	onError func(http.ResponseWriter, *http.Request, error)
 
-	pop      PoP            // proof-of-possession policy (pop.go)
-	dpop     *dpop.Verifier // DPoP proofs and their replay cache
-	external *url.URL       // public base URL for htu, nil: from the request
+	pop      PoP              // proof-of-possession policy (pop.go)
+	dpop     *dpop.Verifier   // DPoP proofs and their replay cache
+	external *url.URL         // public base URL for htu, nil: from the request
+	bg       *BackgroundCheck // background-check fallback (background.go), nil: none
+	fresh    bool             // the route demands fresh evidence
 }
 
 // Middleware returns HTTP middleware that verifies the request's token with v and calls next
@@ -159,7 +161,7 @@ func writeChallenge(w http.ResponseWriter, scheme, realm, algs string, err error
 // request had no token at all: section 3.1 says no code then) and a fixed description.
 func classify(err error) (int, string, string) {
 	const unauth, forbidden = http.StatusUnauthorized, http.StatusForbidden
-	if status, code, desc, ok := classifyPoP(err); ok {
+	if status, code, desc, ok := classifyExtension(err); ok {
 		return status, code, desc
 	}
 	switch {

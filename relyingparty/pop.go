@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/passport-attest/passport/api"
 	"github.com/passport-attest/passport/dpop"
 	"github.com/passport-attest/passport/token"
 )
@@ -284,12 +285,15 @@ func classifyPoP(err error) (status int, code, desc string, ok bool) {
 
 // writeError is the middleware's default refusal: WriteError's status, body and error codes,
 // with the challenge scheme the route and request call for: DPoP (RFC 9449 section 7.1, with
-// algs) on PoPDPoP routes, for DPoP presentations and for DPoP proof errors; Bearer (RFC 6750
-// section 3) otherwise.
+// algs) on PoPDPoP routes, for DPoP presentations and for DPoP proof errors; Attestation for
+// requests that went to the background check; Bearer (RFC 6750 section 3) otherwise.
 func (m *middleware) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	scheme, algs := schemeBearer, ""
-	if m.pop == PoPDPoP || errors.Is(err, ErrDPoPProof) || isDPoPPresentation(r) {
+	switch {
+	case m.pop == PoPDPoP || errors.Is(err, ErrDPoPProof) || isDPoPPresentation(r):
 		scheme, algs = schemeDPoP, dpopAlgs
+	case m.bringsEvidence(r):
+		scheme = api.EvidenceScheme
 	}
 	writeChallenge(w, scheme, m.realm, algs, err)
 }
