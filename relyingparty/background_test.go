@@ -352,7 +352,9 @@ func TestBackgroundResultMismatch(t *testing.T) {
 		{"faithful result", func(*token.Claims) {}, 204, ""},
 		{"another eat_nonce", func(c *token.Claims) { c.EATNonce = "AAAA" }, 502, "server_error"},
 		{"no eat_nonce", func(c *token.Claims) { c.EATNonce = "" }, 502, "server_error"},
-		{"another cnf key", func(c *token.Claims) { c.Confirmation = &token.Confirmation{JWK: &jose.JSONWebKey{Key: &other.PublicKey}} }, 502, "server_error"},
+		{"another cnf key", func(c *token.Claims) {
+			c.Confirmation = &token.Confirmation{JWK: &jose.JSONWebKey{Key: &other.PublicKey}}
+		}, 502, "server_error"},
 		{"another audience", func(c *token.Claims) { c.Audience = token.Audience{"https://other.example"} }, 401, "invalid_token"},
 		{"contraindicated", func(c *token.Claims) { c.Submods[token.SubmodTPM].Status = token.TierContraindicated }, 403, "insufficient_scope"},
 	} {
