@@ -162,7 +162,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*token.Claims, error
 	if v.cache != nil {
 		key = keyOf(raw)
 		if c, ok := v.cache.get(key, raw, v.expiredAt(now)); ok {
-			return v.accept(c, now)
+			return v.accept(c, now, false)
 		}
 	}
 	h, err := checkCompact(raw, v.rules)
@@ -199,7 +199,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*token.Claims, error
 			return nil, err
 		}
 	}
-	out, err := v.accept(c, now)
+	out, err := v.accept(c, now, true)
 	if err != nil {
 		return nil, err
 	}
@@ -210,10 +210,13 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*token.Claims, error
 }
 
 // accept runs the per-request checks that hold for cached tokens too: Claims.Validate (cheap:
-// time, iss, aud, status) and Config.Require. It returns a copy of c.
-func (v *Verifier) accept(c *token.Claims, now time.Time) (*token.Claims, error) {
-	if err := c.Validate(now, v.expect); err != nil {
-		return nil, err
+// time, iss, aud, status; skipped when validated says the caller just ran it) and
+// Config.Require. It returns a copy of c.
+func (v *Verifier) accept(c *token.Claims, now time.Time, validated bool) (*token.Claims, error) {
+	if !validated {
+		if err := c.Validate(now, v.expect); err != nil {
+			return nil, err
+		}
 	}
 	if v.require != nil {
 		if err := v.require(c); err != nil {
