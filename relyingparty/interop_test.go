@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"strings"
 	"testing"
@@ -167,3 +169,53 @@ func TestInteropPyJWT(t *testing.T) {
 		t.Fatalf("PyJWT on a forged signature: %+v", res[2])
 	}
 }
+
+// TestDPoPTransportEndToEnd: a token from the real issuer, presented by the attester's
+// DPoPTransport over loopback HTTP, passes a DPoP-required route; the same token with a
+// thief's key or as a bare bearer token does not.
+func TestDPoPTransportEndToEnd(t *testing.T) {
+	a := testenv.Attester(t, testenv.DefaultLog)
+	srv := testenv.Issuer(t, testenv.IssuerOptions{TrustAKs: []crypto.PublicKey{a.AKPublic()}})
+	res, err := (&attester.Client{IssuerURL: srv.URL}).Attest(context.Background(), a, rpAudience)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := NewRemoteKeySet(context.Background(), srv.URL+"/.well-known/jwks.json")
+	v, err := NewVerifier(Config{Issuer: srv.URL, Audience: rpAudience, KeySet: ks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var called bool
+	rp := httptest.NewServer(Middleware(v, RequirePoP(PoPDPoP))(okHandler(t, &called)))
+	defer rp.Close()
+	get := func(rt http.RoundTripper) (int, string) {
+		resp, err := (&http.Client{Transport: rt}).Get(rp.URL + "/resource?x=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("WWW-Authenticate")
+	}
+	owner := &attester.DPoPTransport{Token: attester.StaticToken(res.Token), Key: a.CNFPrivate()}
+	for i := range 3 {
+		if st, ch := get(owner); st != 204 {
+			t.Fatalf("request %d with the cnf key: %d %s", i, st, ch)
+		}
+	}
+	thief := &attester.DPoPTransport{Token: attester.StaticToken(res.Token), Key: newKey(t)}
+	if st, ch := get(thief); st != 401 || !strings.Contains(ch, `error="invalid_dpop_proof"`) {
+		t.Fatalf("thief's key: %d %s", st, ch)
+	}
+	bearer := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+res.Token)
+		return http.DefaultTransport.RoundTrip(r)
+	})
+	if st, ch := get(bearer); st != 401 || !strings.Contains(ch, "proof of possession required") {
+		t.Fatalf("bare bearer token: %d %s", st, ch)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
