@@ -182,7 +182,7 @@ func run(ctx context.Context, out io.Writer, eventLog string) error {
 	if err != nil {
 		return err
 	}
-	noToken, _ := newPeer(keyC, func() (string, error) { return "", errors.New("C never attested") })
+	noToken, _ := newPeer(keyC, func() (string, error) { return "", errors.New("workload C never attested") })
 	_, code, err := rawCall(ctx, noToken.ClientTLS(), urlB, "")
 	expect(err == nil && code == http.StatusUnauthorized, fmt.Sprintf("B refused C without a token: HTTP %d", code))
 	tokA, _ := refA.Token()
