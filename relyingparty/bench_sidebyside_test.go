@@ -14,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/passport-attest/passport/dpop"
+	"github.com/passport-attest/passport/token"
 )
 
 // contender is one way of validating the fixture token, timed by BenchmarkSideBySide.
@@ -31,11 +32,16 @@ type contender struct {
 // call by call so that a loaded machine slows every contender alike, and reports each one's
 // mean cost (ns/<name>) and the ratios the relying party is held to:
 //
-//	x-floor      first-seen Verify / go-jose ParseSignedCompact+Verify      goal <= 1.1
-//	x-oidc       first-seen Verify / go-oidc IDTokenVerifier.Verify
-//	oidc/cached  go-oidc Verify / cached Verify                              goal >= 50
-//	ns/cached    a repeated token                                            goal < 2000
-//	dpop-x-floor middleware with a DPoP proof (token cached) / floor: the proof's own signature
+//	x-floor        first-seen Verify / go-jose ParseSignedCompact+Verify    goal <= 1.1
+//	oidc-x-floor   go-oidc IDTokenVerifier.Verify (StaticKeySet) / floor
+//	jwt-x-floor    golang-jwt ParseWithClaims (RegisteredClaims) / floor
+//	claims-x-floor floor plus decoding the claims (token.ParseClaims) / floor: the least any
+//	               verifier returning our claim set pays
+//	x-oidc         first-seen Verify / go-oidc Verify
+//	oidc/cached    go-oidc Verify / cached Verify                            goal >= 50
+//	ns/cached      a repeated token                                          goal < 2000
+//	dpop-x-floor   middleware with a DPoP proof (token cached) / floor: the proof's own
+//	               signature check dominates
 //
 // Each b.N iteration is one round of every contender; ns/op is the round.
 func BenchmarkSideBySide(b *testing.B) {
@@ -91,6 +97,14 @@ func BenchmarkSideBySide(b *testing.B) {
 			_, err = jws.Verify(pub)
 			mustOK(err)
 		}},
+		{name: "floor+claims", batch: 1, fn: func(int) {
+			jws, err := jose.ParseSignedCompact(f.tok, algs)
+			mustOK(err)
+			payload, err := jws.Verify(pub)
+			mustOK(err)
+			_, err = token.ParseClaims(payload)
+			mustOK(err)
+		}},
 		{name: "go-oidc", batch: 1, fn: func(int) { _, err := oidcV.Verify(ctx, f.tok); mustOK(err) }},
 		{name: "golang-jwt", batch: 1, fn: func(int) {
 			var c jwt.RegisteredClaims
@@ -134,6 +148,7 @@ func BenchmarkSideBySide(b *testing.B) {
 	b.ReportMetric(by["go-oidc"]/by["floor"], "oidc-x-floor")
 	b.ReportMetric(by["golang-jwt"]/by["floor"], "jwt-x-floor")
 	b.ReportMetric(by["first-seen"]/by["go-oidc"], "x-oidc")
+	b.ReportMetric(by["floor+claims"]/by["floor"], "claims-x-floor")
 	b.ReportMetric(by["go-oidc"]/by["cached"], "oidc/cached")
 	b.ReportMetric(by["mw-dpop"]/by["floor"], "dpop-x-floor")
 	if testing.Verbose() {

@@ -2,7 +2,6 @@ package relyingparty
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -180,8 +179,8 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*token.Claims, error
 		}
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, oerr)
 	}
-	c := new(token.Claims)
-	if err := json.Unmarshal(st.payload, c); err != nil {
+	c, err := token.ParseClaims(st.payload)
+	if err != nil {
 		return nil, fmt.Errorf("%w: claims: %w", token.ErrMalformed, err)
 	}
 	if err := c.Validate(now, v.expect); err != nil {
