@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
 
@@ -23,14 +24,15 @@ type contender struct {
 	batch int         // calls per round (cheap contenders run many to dwarf the clock reads)
 	prep  func(n int) // untimed, before each round's batch (e.g. fresh DPoP proofs)
 	fn    func(i int) // one call; i is its index in the batch
-	ns    float64     // result: mean ns per call
-	total time.Duration
-	calls int
+	ns    float64     // result: median over the rounds of the mean ns per call
+	round []float64   // per round: mean ns per call
 }
 
 // BenchmarkSideBySide validates the same ~2 KiB ES256 token every way at once, interleaved
-// call by call so that a loaded machine slows every contender alike, and reports each one's
-// mean cost (ns/<name>) and the ratios the relying party is held to:
+// round by round so that a loaded machine slows every contender alike, and reports each one's
+// cost (ns/<name>: the median over the rounds, which other processes' bursts and the odd GC
+// cycle do not move; allocations are in the single-contender benchmarks' B/op) and the ratios
+// the relying party is held to:
 //
 //	x-floor        first-seen Verify / go-jose ParseSignedCompact+Verify    goal <= 1.1
 //	oidc-x-floor   go-oidc IDTokenVerifier.Verify (StaticKeySet) / floor
@@ -133,14 +135,14 @@ func BenchmarkSideBySide(b *testing.B) {
 			for i := range c.batch {
 				c.fn(i)
 			}
-			c.total += time.Since(start)
-			c.calls += c.batch
+			c.round = append(c.round, float64(time.Since(start).Nanoseconds())/float64(c.batch))
 		}
 	}
 	b.StopTimer()
 	by := map[string]float64{}
 	for _, c := range cs {
-		c.ns = float64(c.total.Nanoseconds()) / float64(c.calls)
+		slices.Sort(c.round)
+		c.ns = c.round[len(c.round)/2]
 		by[c.name] = c.ns
 		b.ReportMetric(c.ns, "ns/"+c.name)
 	}
