@@ -23,8 +23,10 @@ type MiddlewareOption func(*middleware)
 // DefaultRealm.
 func WithRealm(realm string) MiddlewareOption { return func(m *middleware) { m.realm = realm } }
 
-// WithTokenExtractor replaces the default extraction (an "Authorization: Bearer" header, RFC
-// 6750 section 2.1). fn returns "" when the request carries no token.
+// WithTokenExtractor replaces the default extraction (an "Authorization: Bearer" or "DPoP"
+// header, RFC 6750 section 2.1, RFC 9449 section 7.1). fn returns "" when the request carries
+// no token. A token found this way counts as a bearer presentation: PoPDPoP routes refuse it,
+// PoPMTLS routes still check the client certificate.
 func WithTokenExtractor(fn func(*http.Request) (string, error)) MiddlewareOption {
 	return func(m *middleware) { m.extract = fn }
 }
@@ -60,8 +62,8 @@ type middleware struct {
 // proof, "Authorization: DPoP" (RFC 9449 section 7.1); RequirePoP sets the route's
 // proof-of-possession policy (bearer allowed, DPoP required, mTLS required). Token verification
 // is cached by v; the proof is checked on every request. Refusals follow RFC 6750 section 3
-// (see WriteError), with the DPoP scheme and error="invalid_dpop_proof" where RFC 9449 asks: 401 with
-// `WWW-Authenticate: Bearer realm="passport"` when no token is present, 401 with
+// (see WriteError), with the DPoP scheme and error="invalid_dpop_proof" where RFC 9449 asks:
+// 401 with `WWW-Authenticate: Bearer realm="passport"` when no token is present, 401 with
 // error="invalid_token" and an error_description when it is invalid, 403 with
 // error="insufficient_scope" when it is valid but its EAR status or claim requirements fall
 // short, 400 invalid_request for a malformed Authorization header, and 503 when the issuer's
