@@ -397,3 +397,24 @@ func TestSameKey(t *testing.T) {
 		t.Fatal("PoP names")
 	}
 }
+
+// TestPoPCustomExtractor: a token found by a custom extractor is a bearer presentation, which
+// a DPoP-required route refuses even with a valid proof alongside.
+func TestPoPCustomExtractor(t *testing.T) {
+	clk := newClock()
+	iss := newSigner(t)
+	v := newTestVerifier(t, iss, clk, nil)
+	owner := newKey(t)
+	tok := boundToken(t, iss, clk.Now(), owner)
+	var called bool
+	h := Middleware(v, RequirePoP(PoPDPoP), WithTokenExtractor(func(r *http.Request) (string, error) {
+		return r.Header.Get("X-Passport"), nil
+	}))(okHandler(t, &called))
+	const target = "http://rp.example/resource"
+	r := httptest.NewRequest(http.MethodGet, target, nil)
+	r.Header.Set("X-Passport", tok)
+	r.Header.Set("DPoP", proof(t, owner, "GET", target, tok, clk.Now()))
+	if got := serveOnce(t, h, r, &called); got.status != 401 || got.code != "invalid_token" || got.called {
+		t.Fatalf("custom extractor on a DPoP route: %+v", got)
+	}
+}
