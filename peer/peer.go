@@ -272,6 +272,7 @@ func ServerClaims(resp *http.Response) (*token.Claims, bool) {
 
 type claimsBox struct{ claims *token.Claims }
 
+// RoundTrip presents our token, sends req and checks the server's token in the response.
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	own, err := t.p.cfg.Token()
 	if err != nil || own == "" {
