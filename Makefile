@@ -35,3 +35,7 @@ pins: ## check that go.mod keeps the pinned library versions and the go-eventlog
 
 docs: ## regenerate docs/EVENTLOGS.md and docs/REPLAY.md from the real event-log tests
 	PASSPORT_UPDATE_DOCS=1 $(GO) test -count=1 -run 'TestRealEventLogsEndToEnd|TestReplayRealLogs' ./issuer ./attester
+
+.PHONY: rpbench
+rpbench: ## relying-party validation side by side: go-jose floor, go-oidc, golang-jwt, cached, middleware, DPoP
+	$(GO) test -run '^$$' -bench 'SideBySide' -benchtime 2000x -count 5 ./relyingparty

@@ -23,6 +23,7 @@ func (is *Issuer) Handler() http.Handler {
 	mux.HandleFunc("GET "+api.PathJWKS, is.handleJWKS)
 	mux.HandleFunc("POST "+api.PathChallenge, is.handleChallenge)
 	mux.HandleFunc("POST "+api.PathAttest, is.handleAttest)
+	mux.HandleFunc("POST "+api.PathAppraise, is.handleAppraise)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	return mux
 }

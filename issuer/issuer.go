@@ -124,7 +124,7 @@ func (is *Issuer) URL() string { return is.cfg.URL }
 // Discovery returns the discovery document for the current keys.
 func (is *Issuer) Discovery() jwks.Discovery {
 	d := jwks.NewDiscovery(is.cfg.URL, is.cfg.Keyring.Algorithms())
-	d.AppraisalEndpoint = ""
+	d.AppraisalEndpoint = is.cfg.URL + api.PathAppraise
 	return d
 }
 

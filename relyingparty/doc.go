@@ -21,13 +21,22 @@
 //     token.ErrStatus, token.ErrMalformed);
 //  5. the caller's claim requirements: Config.Require and Config.RequireCEL (ErrRequirement).
 //
-// A token that passed is remembered (keyed by the SHA-256 of the whole token, bounded LRU,
+// A token that passed is remembered (found by the SHA-256 of its signature segment, accepted
+// only when the whole token equals the stored one, compared in constant time; bounded LRU,
 // never past its exp), so presenting it again costs a hash and the cheap claim checks instead
 // of a signature verification. Verifier.Forget drops a revoked token from that cache.
 //
 // Middleware wraps an http.Handler: it answers 401 with an RFC 6750 WWW-Authenticate challenge
 // when the bearer token is missing or invalid, and passes the verified claims and the raw token
-// to the handler (ClaimsFromContext, TokenFromContext).
+// to the handler (ClaimsFromContext, TokenFromContext). Per route it can require proof of
+// possession of the token's cnf key (RequirePoP): a DPoP proof (RFC 9449, "Authorization:
+// DPoP") or a TLS client certificate for that key; a stolen token is then useless. The token's
+// verification stays cached; the proof is checked on every request.
+//
+// Without a token, Middleware can fall back to the background-check model (RFC 9334 section
+// 5.2; WithBackgroundCheck, RequireFreshEvidence): it answers with an issuer nonce, and the
+// attester's evidence for it is appraised by the issuer (POST /v1/appraise) into a result
+// addressed to this relying party (docs/BACKGROUND_CHECK.md).
 //
 // Nothing in this package logs tokens or claims.
 package relyingparty

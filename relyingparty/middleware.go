@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/passport-attest/passport/api"
+	"github.com/passport-attest/passport/dpop"
 	"github.com/passport-attest/passport/token"
 )
 
@@ -21,8 +23,10 @@ type MiddlewareOption func(*middleware)
 // DefaultRealm.
 func WithRealm(realm string) MiddlewareOption { return func(m *middleware) { m.realm = realm } }
 
-// WithTokenExtractor replaces the default extraction (an "Authorization: Bearer" header, RFC
-// 6750 section 2.1). fn returns "" when the request carries no token.
+// WithTokenExtractor replaces the default extraction (an "Authorization: Bearer" or "DPoP"
+// header, RFC 6750 section 2.1, RFC 9449 section 7.1). fn returns "" when the request carries
+// no token. A token found this way counts as a bearer presentation: PoPDPoP routes refuse it,
+// PoPMTLS routes still check the client certificate.
 func WithTokenExtractor(fn func(*http.Request) (string, error)) MiddlewareOption {
 	return func(m *middleware) { m.extract = fn }
 }
@@ -42,45 +46,41 @@ var errBadRequest = errors.New("relyingparty: malformed Authorization header")
 type middleware struct {
 	v       *Verifier
 	realm   string
-	extract func(*http.Request) (string, error)
+	extract func(*http.Request) (string, error) // nil: Authorization Bearer or DPoP
 	onError func(http.ResponseWriter, *http.Request, error)
+
+	pop      PoP              // proof-of-possession policy (pop.go)
+	dpop     *dpop.Verifier   // DPoP proofs and their replay cache
+	external *url.URL         // public base URL for htu, nil: from the request
+	bg       *BackgroundCheck // background-check fallback (background.go), nil: none
+	fresh    bool             // the route demands fresh evidence
 }
 
-// Middleware returns HTTP middleware that verifies the request's bearer token with v and calls
-// next with the claims and the raw token in the request context (ClaimsFromContext,
-// TokenFromContext). Refusals follow RFC 6750 section 3 (see WriteError): 401 with
-// `WWW-Authenticate: Bearer realm="passport"` when no token is present, 401 with
+// Middleware returns HTTP middleware that verifies the request's token with v and calls next
+// with the claims and the raw token in the request context (ClaimsFromContext,
+// TokenFromContext). The token comes in "Authorization: Bearer" (RFC 6750) or, with a DPoP
+// proof, "Authorization: DPoP" (RFC 9449 section 7.1); RequirePoP sets the route's
+// proof-of-possession policy (bearer allowed, DPoP required, mTLS required). Token verification
+// is cached by v; the proof is checked on every request. Refusals follow RFC 6750 section 3
+// (see WriteError), with the DPoP scheme and error="invalid_dpop_proof" where RFC 9449 asks:
+// 401 with `WWW-Authenticate: Bearer realm="passport"` when no token is present, 401 with
 // error="invalid_token" and an error_description when it is invalid, 403 with
 // error="insufficient_scope" when it is valid but its EAR status or claim requirements fall
 // short, 400 invalid_request for a malformed Authorization header, and 503 when the issuer's
 // keys could never be fetched. Tokens are never logged or echoed.
 func Middleware(v *Verifier, opts ...MiddlewareOption) func(http.Handler) http.Handler {
-	m := &middleware{v: v, realm: DefaultRealm, extract: BearerToken}
+	m := &middleware{v: v, realm: DefaultRealm}
 	for _, o := range opts {
 		o(m)
 	}
 	if m.onError == nil {
-		realm := m.realm
-		m.onError = func(w http.ResponseWriter, _ *http.Request, err error) { WriteError(w, realm, err) }
+		m.onError = m.writeError
+	}
+	if m.dpop == nil {
+		m.dpop = &dpop.Verifier{Now: v.now}
 	}
 	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			raw, err := m.extract(r)
-			if err == nil && raw == "" {
-				err = ErrNoToken
-			}
-			if err != nil {
-				m.onError(w, r, err)
-				return
-			}
-			c, err := m.v.Verify(r.Context(), raw)
-			if err != nil {
-				m.onError(w, r, err)
-				return
-			}
-			ctx := context.WithValue(r.Context(), ctxKey{}, ctxVal{claims: c, raw: raw})
-			next.ServeHTTP(w, r.WithContext(ctx))
-		})
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { m.serve(w, r, next) })
 	}
 }
 
@@ -132,14 +132,23 @@ func TokenFromContext(ctx context.Context) (string, bool) {
 // section 3 WWW-Authenticate challenge for realm, and a JSON api.Error body with the same error
 // code and a fixed description (never the token, never claim values).
 func WriteError(w http.ResponseWriter, realm string, err error) {
+	writeChallenge(w, schemeBearer, realm, "", err)
+}
+
+// writeChallenge is WriteError for an authentication scheme (Bearer or DPoP) and, for DPoP, the
+// algs parameter of RFC 9449 section 7.1.
+func writeChallenge(w http.ResponseWriter, scheme, realm, algs string, err error) {
 	status, code, desc := classify(err)
 	h := w.Header()
 	if status != http.StatusServiceUnavailable {
-		challenge := `Bearer realm="` + quoteEscape(realm) + `"`
+		challenge := scheme + ` realm="` + quoteEscape(realm) + `"`
 		if code != "" {
 			challenge += `, error="` + code + `", error_description="` + desc + `"`
 		}
-		h.Set("WWW-Authenticate", challenge)
+		if algs != "" {
+			challenge += `, algs="` + algs + `"`
+		}
+		h.Add("WWW-Authenticate", challenge)
 	}
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
@@ -154,6 +163,9 @@ func WriteError(w http.ResponseWriter, realm string, err error) {
 // request had no token at all: section 3.1 says no code then) and a fixed description.
 func classify(err error) (int, string, string) {
 	const unauth, forbidden = http.StatusUnauthorized, http.StatusForbidden
+	if status, code, desc, ok := classifyExtension(err); ok {
+		return status, code, desc
+	}
 	switch {
 	case errors.Is(err, ErrNoToken):
 		return unauth, "", "bearer token required"

@@ -2,12 +2,9 @@ package relyingparty
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
-	"unsafe"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 
@@ -162,10 +159,9 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*token.Claims, error
 	now := v.now()
 	var key cacheKey
 	if v.cache != nil {
-		// The token is only read: hash it in place instead of copying it to a []byte.
-		key = sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
-		if c, ok := v.cache.get(key, v.expiredAt(now)); ok {
-			return v.accept(c, now)
+		key = keyOf(raw)
+		if c, ok := v.cache.get(key, raw, v.expiredAt(now)); ok {
+			return v.accept(c, now, false)
 		}
 	}
 	h, err := checkCompact(raw, v.rules)
@@ -183,8 +179,8 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*token.Claims, error
 		}
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, oerr)
 	}
-	c := new(token.Claims)
-	if err := json.Unmarshal(st.payload, c); err != nil {
+	c, err := token.ParseClaims(st.payload)
+	if err != nil {
 		return nil, fmt.Errorf("%w: claims: %w", token.ErrMalformed, err)
 	}
 	if err := c.Validate(now, v.expect); err != nil {
@@ -202,21 +198,24 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*token.Claims, error
 			return nil, err
 		}
 	}
-	out, err := v.accept(c, now)
+	out, err := v.accept(c, now, true)
 	if err != nil {
 		return nil, err
 	}
 	if v.cache != nil {
-		v.cache.put(key, c)
+		v.cache.put(key, raw, c)
 	}
 	return out, nil
 }
 
 // accept runs the per-request checks that hold for cached tokens too: Claims.Validate (cheap:
-// time, iss, aud, status) and Config.Require. It returns a copy of c.
-func (v *Verifier) accept(c *token.Claims, now time.Time) (*token.Claims, error) {
-	if err := c.Validate(now, v.expect); err != nil {
-		return nil, err
+// time, iss, aud, status; skipped when validated says the caller just ran it) and
+// Config.Require. It returns a copy of c.
+func (v *Verifier) accept(c *token.Claims, now time.Time, validated bool) (*token.Claims, error) {
+	if !validated {
+		if err := c.Validate(now, v.expect); err != nil {
+			return nil, err
+		}
 	}
 	if v.require != nil {
 		if err := v.require(c); err != nil {
@@ -227,10 +226,10 @@ func (v *Verifier) accept(c *token.Claims, now time.Time) (*token.Claims, error)
 	return &out, nil
 }
 
-// expiredAt reports, for the cache, whether claims are past exp (leeway included) at now.
-func (v *Verifier) expiredAt(now time.Time) func(*token.Claims) bool {
-	t := now.Unix() - int64(v.expect.Leeway/time.Second)
-	return func(c *token.Claims) bool { return t > c.Expiry }
+// expiredAt returns, for the cache, the Unix time past which a token is expired at now:
+// claims with exp < expiredAt are past exp plus leeway.
+func (v *Verifier) expiredAt(now time.Time) int64 {
+	return now.Unix() - int64(v.expect.Leeway/time.Second)
 }
 
 // Forget drops every cached token with this jti, so that its next presentation is verified in

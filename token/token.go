@@ -104,6 +104,11 @@ func (s *Submod) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &a); err != nil {
 		return err
 	}
+	return a.into(s)
+}
+
+// into sets s from a decoded submodule in either spelling.
+func (a *submodAlias) into(s *Submod) error {
 	switch {
 	case a.Status != nil && a.DotStatus != nil && *a.Status != *a.DotStatus:
 		return errors.New("token: submodule has conflicting ear_status and ear.status")

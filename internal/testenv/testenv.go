@@ -153,6 +153,8 @@ type IssuerOptions struct {
 	Policy   policy.Appraiser
 	Now      func() time.Time
 	Lifetime time.Duration
+	// Audiences is issuer.Config.Audiences (empty: any audience).
+	Audiences []string
 }
 
 // Server is an issuer running over httptest.
@@ -198,7 +200,7 @@ func Issuer(t testing.TB, o IssuerOptions) *Server {
 	t.Cleanup(srv.Close)
 	is, err := issuer.New(issuer.Config{
 		URL: srv.URL, Keyring: ring, Nonces: o.Nonces, Clocks: o.Clocks, Evidence: ev,
-		Policy: o.Policy, Now: o.Now, TokenLifetime: o.Lifetime,
+		Policy: o.Policy, Now: o.Now, TokenLifetime: o.Lifetime, Audiences: o.Audiences,
 	})
 	if err != nil {
 		t.Fatal(err)
