@@ -106,8 +106,8 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out)
 	}
-	for _, want := range []string{"(1)", "(2)", "(3)", "(4)", "(5)", "(6)", "(7)", "validates it locally: HTTP 200",
-		"replayed nonce     -> refused: ", "nonce_reused", "tampered event log -> refused: ", "evidence_rejected_replay", "HTTP 401"} {
+	for _, want := range []string{"(1)", "(2)", "(3)", "(4)", "(5)", "(6)", "(7)", "validates locally: HTTP 200",
+		"replayed nonce     -> refused: ", "nonce_reused", "tampered event log -> refused: ", "evidence_rejected_replay", "stolen token, no proof         -> HTTP 401", "stolen token, thief's proof    -> HTTP 401", "no token at all                -> HTTP 401"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}

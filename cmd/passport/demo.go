@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -125,7 +128,8 @@ func runDemo(ctx context.Context, eventLog string, w io.Writer) error {
 	stopIss := serveOn(issLn, is.Handler())
 	defer stopIss()
 
-	// The relying party: a service whose handler sits behind the middleware.
+	// The relying party: a service whose handler sits behind the middleware, which demands a
+	// DPoP proof (RFC 9449) by the token's cnf key: a token without that key is useless.
 	ks := relyingparty.NewRemoteKeySet(ctx, issURL+api.PathJWKS)
 	v, err := relyingparty.NewVerifier(relyingparty.Config{Issuer: issURL, Audience: "demo-service", KeySet: ks})
 	if err != nil {
@@ -135,7 +139,7 @@ func runDemo(ctx context.Context, eventLog string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	protected := relyingparty.Middleware(v)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	protected := relyingparty.Middleware(v, relyingparty.RequirePoP(relyingparty.PoPDPoP))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, _ := relyingparty.ClaimsFromContext(r.Context())
 		fmt.Fprintf(w, "hello attester %s…, EAR status %s", c.Subject[:12], c.OverallStatus())
 	}))
@@ -171,7 +175,7 @@ func runDemo(ctx context.Context, eventLog string, w io.Writer) error {
 	step(6, "issuer mints a short-lived ES256 token (typ eat+jwt) bound to the attester's key", times.get(issuer.StepSign))
 
 	t0 = time.Now()
-	body, status, err := callRP(ctx, rpURL, res.Token)
+	body, status, err := callRP(ctx, rpURL, res.Token, a.CNFPrivate())
 	if err != nil {
 		return err
 	}
@@ -182,7 +186,7 @@ func runDemo(ctx context.Context, eventLog string, w io.Writer) error {
 	}
 	tp, _ := a.CNF().Thumbprint(crypto.SHA256)
 	ctp, _ := claims.Confirmation.JWK.Thumbprint(crypto.SHA256)
-	step(7, fmt.Sprintf("token's cnf = attester key %s…; the relying party validates it locally: HTTP %d", base64.RawURLEncoding.EncodeToString(tp)[:10], status), rpTime)
+	step(7, fmt.Sprintf("token + DPoP proof by cnf key %s…; the relying party validates locally: HTTP %d", base64.RawURLEncoding.EncodeToString(tp)[:10], status), rpTime)
 	if base64.RawURLEncoding.EncodeToString(tp) != base64.RawURLEncoding.EncodeToString(ctp) {
 		return errors.New("token's cnf does not match the attester key")
 	}
@@ -212,11 +216,25 @@ func runDemo(ctx context.Context, eventLog string, w io.Writer) error {
 	}
 	_, err = client.Submit(ctx, req2)
 	fmt.Fprintf(w, "  tampered event log -> %v\n", describe(err))
-	_, status, err = callRP(ctx, rpURL, "")
+	thief, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "  no token at the relying party -> HTTP %d\n", status)
+	_, status, err = callRP(ctx, rpURL, res.Token, nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "  stolen token, no proof         -> HTTP %d\n", status)
+	_, status, err = callRP(ctx, rpURL, res.Token, thief)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "  stolen token, thief's proof    -> HTTP %d\n", status)
+	_, status, err = callRP(ctx, rpURL, "", nil)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "  no token at all                -> HTTP %d\n", status)
 	return nil
 }
 
@@ -254,15 +272,21 @@ func describe(err error) string {
 	return "refused: " + err.Error()
 }
 
-func callRP(ctx context.Context, url, tok string) (string, int, error) {
+// callRP calls the relying party: with key, through the attester's DPoP transport (token plus a
+// fresh proof by key); without, presenting tok (if any) as a bare bearer token.
+func callRP(ctx context.Context, url, tok string, key *ecdsa.PrivateKey) (string, int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/", nil)
 	if err != nil {
 		return "", 0, err
 	}
-	if tok != "" {
+	client := http.DefaultClient
+	switch {
+	case key != nil:
+		client = &http.Client{Transport: &attester.DPoPTransport{Token: attester.StaticToken(tok), Key: key}}
+	case tok != "":
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	res, err := http.DefaultClient.Do(req)
+	res, err := client.Do(req)
 	if err != nil {
 		return "", 0, err
 	}
