@@ -174,9 +174,7 @@ func (e *Evidence) Bytes() []byte {
 	return b
 }
 
-// Attest forges evidence for a fresh random nonce and cnf key: one SHA-256 quote over all 24
-// PCRs as they stand after log, with extraData = api.ExtraData(nonce, cnf). q may preset or
-// mutate the quote (its PCRs and ExtraData are filled in when empty).
+// Attest forges evidence for a fresh random nonce and cnf key: see AttestFor.
 func (a *AK) Attest(log []byte, q Quote) (*Evidence, error) {
 	nonce := make([]byte, api.NonceSize)
 	if _, err := rand.Read(nonce); err != nil {
@@ -186,7 +184,14 @@ func (a *AK) Attest(log []byte, q Quote) (*Evidence, error) {
 	if err != nil {
 		return nil, err
 	}
-	cnf := &jose.JSONWebKey{Key: &ck.PublicKey}
+	return a.AttestFor(nonce, &jose.JSONWebKey{Key: &ck.PublicKey}, log, q)
+}
+
+// AttestFor forges evidence for nonce and cnf: one SHA-256 quote over all 24 PCRs as they
+// stand after log, with extraData = api.ExtraData(nonce, cnf). q may preset or mutate the
+// quote (its PCRs, ExtraData and Clock are filled in when empty).
+func (a *AK) AttestFor(nonce []byte, cnf *jose.JSONWebKey, log []byte, q Quote) (*Evidence, error) {
+	var err error
 	if q.PCRs == nil {
 		if q.PCRs, err = PCRsFor(log); err != nil {
 			return nil, err

@@ -144,6 +144,8 @@ func Attester(t testing.TB, logName string) *attester.Attester {
 // reference policy, ES256 key, real clock.
 type IssuerOptions struct {
 	TrustAKs []crypto.PublicKey
+	// AKTrust, when set, replaces the allowlist of TrustAKs.
+	AKTrust  evidence.AKTrust
 	Nonces   store.NonceStore
 	Clocks   store.ClockStore
 	Policy   policy.Appraiser
@@ -162,11 +164,15 @@ type Server struct {
 // Issuer starts an issuer over httptest, closed at the end of the test.
 func Issuer(t testing.TB, o IssuerOptions) *Server {
 	t.Helper()
-	allow, err := evidence.NewAllowlist(o.TrustAKs...)
-	if err != nil {
-		t.Fatal(err)
+	var trust evidence.AKTrust = o.AKTrust
+	if trust == nil {
+		allow, err := evidence.NewAllowlist(o.TrustAKs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		trust = allow
 	}
-	ev, err := evidence.NewVerifier(evidence.Options{AKTrust: allow})
+	ev, err := evidence.NewVerifier(evidence.Options{AKTrust: trust})
 	if err != nil {
 		t.Fatal(err)
 	}
