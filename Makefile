@@ -3,6 +3,9 @@ GO        ?= go
 BIN       ?= bin/passport
 PKGS      ?= ./...
 STATICCHECK_VERSION ?= 2025.1.1
+FUZZTIME  ?= 60s
+# Fuzz targets as package:target; `make fuzz` runs each for FUZZTIME, `make test` for 3s.
+FUZZ_TARGETS = ./eventlog:FuzzParse ./evidence:FuzzVerify ./evidence:FuzzVerifyParts ./api:FuzzAttestRequestJSON
 
 .PHONY: help build demo test bench lint fuzz tidy pins docs
 
@@ -17,6 +20,7 @@ demo: build ## run the whole flow in one process: issuer, simulated TPM attester
 
 test: pins ## run every test (needs Redis on 127.0.0.1:6379 or PASSPORT_REDIS_URL)
 	$(GO) test -count=1 -timeout 20m $(PKGS)
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 bench: ## run the benchmarks (ratios against peer libraries are printed per benchmark)
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
@@ -35,3 +39,9 @@ pins: ## check that go.mod keeps the pinned library versions and the go-eventlog
 
 docs: ## regenerate docs/EVENTLOGS.md and docs/REPLAY.md from the real event-log tests
 	PASSPORT_UPDATE_DOCS=1 $(GO) test -count=1 -run 'TestRealEventLogsEndToEnd|TestReplayRealLogs' ./issuer ./attester
+
+fuzz: ## run each fuzz target (event-log parsing, evidence decoding, API JSON) for FUZZTIME (60s)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
