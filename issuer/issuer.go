@@ -42,6 +42,9 @@ type Config struct {
 	Clocks store.ClockStore
 	// Evidence verifies TPM evidence.
 	Evidence *evidence.Verifier
+	// Allowlist, when set, is the AK allowlist the admin API manages (pin, list, unpin) and
+	// EK enrollment records into; it should be among Evidence's AK trust methods.
+	Allowlist *evidence.Allowlist
 	// Policy appraises verified evidence.
 	Policy policy.Appraiser
 	// NonceTTL is how long a challenge stays valid (default 60 s).

@@ -145,12 +145,15 @@ func Attester(t testing.TB, logName string) *attester.Attester {
 type IssuerOptions struct {
 	TrustAKs []crypto.PublicKey
 	// AKTrust, when set, replaces the allowlist of TrustAKs.
-	AKTrust  evidence.AKTrust
-	Nonces   store.NonceStore
-	Clocks   store.ClockStore
-	Policy   policy.Appraiser
-	Now      func() time.Time
-	Lifetime time.Duration
+	AKTrust evidence.AKTrust
+	// Allowlist, when set, is the issuer's Config.Allowlist (admin API, enrollment) and, unless
+	// AKTrust is set, its AK trust.
+	Allowlist *evidence.Allowlist
+	Nonces    store.NonceStore
+	Clocks    store.ClockStore
+	Policy    policy.Appraiser
+	Now       func() time.Time
+	Lifetime  time.Duration
 }
 
 // Server is an issuer running over httptest.
@@ -165,6 +168,9 @@ type Server struct {
 func Issuer(t testing.TB, o IssuerOptions) *Server {
 	t.Helper()
 	var trust evidence.AKTrust = o.AKTrust
+	if trust == nil && o.Allowlist != nil {
+		trust = o.Allowlist
+	}
 	if trust == nil {
 		allow, err := evidence.NewAllowlist(o.TrustAKs...)
 		if err != nil {
@@ -199,7 +205,7 @@ func Issuer(t testing.TB, o IssuerOptions) *Server {
 	srv.Start()
 	t.Cleanup(srv.Close)
 	is, err := issuer.New(issuer.Config{
-		URL: srv.URL, Keyring: ring, Nonces: o.Nonces, Clocks: o.Clocks, Evidence: ev,
+		URL: srv.URL, Keyring: ring, Nonces: o.Nonces, Clocks: o.Clocks, Evidence: ev, Allowlist: o.Allowlist,
 		Policy: o.Policy, Now: o.Now, TokenLifetime: o.Lifetime,
 	})
 	if err != nil {
