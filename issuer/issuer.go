@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/passport-attest/passport/api"
+	"github.com/passport-attest/passport/enroll"
 	"github.com/passport-attest/passport/evidence"
 	"github.com/passport-attest/passport/jwks"
 	"github.com/passport-attest/passport/policy"
@@ -45,6 +46,8 @@ type Config struct {
 	// Allowlist, when set, is the AK allowlist the admin API manages (pin, list, unpin) and
 	// EK enrollment records into; it should be among Evidence's AK trust methods.
 	Allowlist *evidence.Allowlist
+	// Enroll, when set, serves EK enrollment (POST /v1/enroll, /v1/enroll/activate).
+	Enroll *enroll.Enroller
 	// Policy appraises verified evidence.
 	Policy policy.Appraiser
 	// NonceTTL is how long a challenge stays valid (default 60 s).

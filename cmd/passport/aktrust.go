@@ -6,13 +6,48 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/passport-attest/passport/enroll"
 	"github.com/passport-attest/passport/evidence"
 	"github.com/passport-attest/passport/store"
 )
 
-// akTrustFlags are serve's flags for trusting attestation keys.
+// akTrustFlags are serve's flags for trusting attestation keys and enrolling them by EK.
 type akTrustFlags struct {
-	roots, intermediates []string
+	roots, intermediates     []string
+	ekRoots, ekIntermediates []string
+	ekAllowlist              string
+}
+
+// enrollOn reports whether EK enrollment is configured.
+func (f akTrustFlags) enrollOn() bool { return len(f.ekRoots) > 0 || f.ekAllowlist != "" }
+
+// buildEnroller returns the EK enroller for --ek-roots/--ek-intermediates/--ek-allowlist, or
+// nil when enrollment is off.
+func buildEnroller(f akTrustFlags, sessions store.NonceStore, allow *evidence.Allowlist) (*enroll.Enroller, error) {
+	if !f.enrollOn() {
+		if len(f.ekIntermediates) > 0 {
+			return nil, errors.New("--ek-intermediates needs --ek-roots")
+		}
+		return nil, nil
+	}
+	cfg := enroll.Config{Sessions: sessions, Allowlist: allow}
+	var err error
+	if cfg.EKRoots, err = evidence.LoadCertificates(f.ekRoots...); err != nil {
+		return nil, err
+	}
+	if cfg.EKIntermediates, err = evidence.LoadCertificates(f.ekIntermediates...); err != nil {
+		return nil, err
+	}
+	if f.ekAllowlist != "" {
+		b, err := os.ReadFile(f.ekAllowlist)
+		if err != nil {
+			return nil, fmt.Errorf("--ek-allowlist: %w", err)
+		}
+		if cfg.PinnedEKs, err = evidence.ParsePublicKeys(b); err != nil {
+			return nil, fmt.Errorf("--ek-allowlist %s: %w", f.ekAllowlist, err)
+		}
+	}
+	return enroll.New(cfg)
 }
 
 // buildAKTrust returns the issuer's AK trust and the allowlist the admin API and EK enrollment

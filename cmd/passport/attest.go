@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -15,6 +16,8 @@ import (
 
 type attestFlags struct {
 	issuer, tpm, eventLog, audience, out string
+	enroll                               bool
+	ek                                   string
 }
 
 func newAttestCmd() *cobra.Command {
@@ -27,7 +30,11 @@ SHA-256(nonce || thumbprint of a fresh P-256 cnf key), submits the quote and the
 and writes the token to --out and the cnf private key (PKCS#8 PEM, mode 0600) to --out.key.
 
 With --tpm simulator and --event-log FILE, the in-process TPM simulator first replays FILE
-(a binary_bios_measurements log) into its PCRs and presents it as its own log.`,
+(a binary_bios_measurements log) into its PCRs and presents it as its own log; so does a
+freshly started swtpm (--tpm swtpm:HOST:PORT).
+
+With --enroll, the AK is first enrolled through the TPM's endorsement key (POST /v1/enroll,
+TPM2_ActivateCredential, POST /v1/enroll/activate), for issuers that trust EKs rather than AKs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runAttest(cmd.Context(), f, cmd.OutOrStdout())
@@ -35,10 +42,12 @@ With --tpm simulator and --event-log FILE, the in-process TPM simulator first re
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.issuer, "issuer", "", "issuer base URL (required)")
-	fl.StringVar(&f.tpm, "tpm", "simulator", "TPM: simulator or a device path such as /dev/tpmrm0")
+	fl.StringVar(&f.tpm, "tpm", "simulator", "TPM: simulator, swtpm:HOST:PORT or a device path such as /dev/tpmrm0")
 	fl.StringVar(&f.eventLog, "event-log", "", "TCG event log to present (and, on the simulator, to replay first)")
 	fl.StringVar(&f.audience, "audience", "", "audience of the token (required)")
 	fl.StringVar(&f.out, "out", "", "token file (the cnf key goes to FILE.key); stdout when empty")
+	fl.BoolVar(&f.enroll, "enroll", false, "first enroll the AK through the TPM's endorsement key (TPM2_ActivateCredential), for issuers that trust EKs")
+	fl.StringVar(&f.ek, "ek", "rsa", "endorsement key template for --enroll: rsa or ecc")
 	_ = cmd.MarkFlagRequired("issuer")
 	_ = cmd.MarkFlagRequired("audience")
 	return cmd
@@ -59,7 +68,7 @@ func openAttester(spec, eventLog string) (*attester.Attester, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if logBytes != nil && (spec == "" || spec == "simulator") {
+	if logBytes != nil && (spec == "" || spec == "simulator" || strings.HasPrefix(spec, attester.SpecSWTPMPrefix)) {
 		if _, err := attester.ReplayEventLog(rw, logBytes); err != nil {
 			rw.Close()
 			return nil, nil, fmt.Errorf("replay %s into the simulator: %w", eventLog, err)
@@ -80,6 +89,13 @@ func runAttest(ctx context.Context, f attestFlags, stdout io.Writer) error {
 	}
 	defer closeFn()
 	c := &attester.Client{IssuerURL: f.issuer}
+	if f.enroll {
+		en, err := c.Enroll(ctx, a, attester.EK(f.ek))
+		if err != nil {
+			return fmt.Errorf("enroll: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "AK %s enrolled\n", en.AKID)
+	}
 	res, err := c.Attest(ctx, a, f.audience)
 	if err != nil {
 		return err

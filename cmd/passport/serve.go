@@ -57,8 +57,13 @@ func newServeCmd() *cobra.Command {
 	fl.StringVar(&f.adminCredential, "admin-credential", "", "file holding the admin bearer credential (at least 16 bytes)")
 	fl.StringSliceVar(&f.ak.roots, "ak-roots", nil, "PEM/DER file(s) of root CAs that AK certificates must chain to (repeatable; combinable with --ak-allowlist)")
 	fl.StringSliceVar(&f.ak.intermediates, "ak-intermediates", nil, "PEM/DER file(s) of intermediate CAs for --ak-roots (repeatable)")
+	fl.StringSliceVar(&f.ak.ekRoots, "ek-roots", nil, "PEM/DER file(s) of EK certificate roots: turns on EK enrollment (POST /v1/enroll) (repeatable)")
+	fl.StringSliceVar(&f.ak.ekIntermediates, "ek-intermediates", nil, "PEM/DER file(s) of intermediate CAs for --ek-roots (repeatable)")
+	fl.StringVar(&f.ak.ekAllowlist, "ek-allowlist", "", "file of pinned EK public keys (PEM or JWKS) for TPMs without an EK certificate: turns on EK enrollment")
 	cmd.MarkFlagsMutuallyExclusive("ak-allowlist", "trust-any-ak")
 	cmd.MarkFlagsMutuallyExclusive("ak-roots", "trust-any-ak")
+	cmd.MarkFlagsMutuallyExclusive("ek-roots", "trust-any-ak")
+	cmd.MarkFlagsMutuallyExclusive("ek-allowlist", "trust-any-ak")
 	cmd.MarkFlagsRequiredTogether("admin-addr", "admin-credential")
 	return cmd
 }
@@ -137,7 +142,12 @@ func buildIssuer(ctx context.Context, f serveFlags, url string) (*issuer.Issuer,
 		return nil, nil, err
 	}
 	aks, _ := nonces.(store.AKStore)
-	trust, allow, err := buildAKTrust(f, aks, f.adminAddr != "")
+	trust, allow, err := buildAKTrust(f, aks, f.adminAddr != "" || f.ak.enrollOn())
+	if err != nil {
+		closeFn()
+		return nil, nil, err
+	}
+	enr, err := buildEnroller(f.ak, nonces, allow)
 	if err != nil {
 		closeFn()
 		return nil, nil, err
@@ -165,7 +175,7 @@ func buildIssuer(ctx context.Context, f serveFlags, url string) (*issuer.Issuer,
 		}
 	}
 	is, err := issuer.New(issuer.Config{
-		URL: url, Keyring: jwks.NewKeyring(key), Nonces: nonces, Clocks: clocks, Allowlist: allow,
+		URL: url, Keyring: jwks.NewKeyring(key), Nonces: nonces, Clocks: clocks, Allowlist: allow, Enroll: enr,
 		Evidence: ev, Policy: pol, NonceTTL: f.nonceTTL, TokenLifetime: f.tokenLifetime,
 		Audiences: f.audiences, Log: logger(),
 	})

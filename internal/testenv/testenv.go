@@ -5,6 +5,7 @@ package testenv
 
 import (
 	"crypto"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"net/http/httptest"
 
 	"github.com/passport-attest/passport/attester"
+	"github.com/passport-attest/passport/enroll"
 	"github.com/passport-attest/passport/evidence"
 	"github.com/passport-attest/passport/issuer"
 	"github.com/passport-attest/passport/jwks"
@@ -149,6 +151,11 @@ type IssuerOptions struct {
 	// Allowlist, when set, is the issuer's Config.Allowlist (admin API, enrollment) and, unless
 	// AKTrust is set, its AK trust.
 	Allowlist *evidence.Allowlist
+	// PinnedEKs and EKRoots, when either is set, turn EK enrollment on; enrolled AKs go to
+	// Allowlist, created on AKs (default: a memory store) when nil.
+	PinnedEKs []crypto.PublicKey
+	EKRoots   []*x509.Certificate
+	AKs       store.AKStore
 	Nonces    store.NonceStore
 	Clocks    store.ClockStore
 	Policy    policy.Appraiser
@@ -167,6 +174,16 @@ type Server struct {
 // Issuer starts an issuer over httptest, closed at the end of the test.
 func Issuer(t testing.TB, o IssuerOptions) *Server {
 	t.Helper()
+	if (len(o.PinnedEKs) > 0 || len(o.EKRoots) > 0) && o.Allowlist == nil {
+		if o.AKs == nil {
+			o.AKs = memory.New()
+		}
+		al, err := evidence.NewStoredAllowlist(o.AKs, o.TrustAKs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Allowlist = al
+	}
 	var trust evidence.AKTrust = o.AKTrust
 	if trust == nil && o.Allowlist != nil {
 		trust = o.Allowlist
@@ -201,11 +218,17 @@ func Issuer(t testing.TB, o IssuerOptions) *Server {
 	if o.Policy == nil {
 		o.Policy = &policy.Reference{}
 	}
+	var enr *enroll.Enroller
+	if len(o.PinnedEKs) > 0 || len(o.EKRoots) > 0 {
+		if enr, err = enroll.New(enroll.Config{EKRoots: o.EKRoots, PinnedEKs: o.PinnedEKs, Sessions: o.Nonces, Allowlist: o.Allowlist, Now: o.Now}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Start()
 	t.Cleanup(srv.Close)
 	is, err := issuer.New(issuer.Config{
-		URL: srv.URL, Keyring: ring, Nonces: o.Nonces, Clocks: o.Clocks, Evidence: ev, Allowlist: o.Allowlist,
+		URL: srv.URL, Keyring: ring, Nonces: o.Nonces, Clocks: o.Clocks, Evidence: ev, Allowlist: o.Allowlist, Enroll: enr,
 		Policy: o.Policy, Now: o.Now, TokenLifetime: o.Lifetime,
 	})
 	if err != nil {
