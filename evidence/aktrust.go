@@ -99,11 +99,16 @@ func (a *Allowlist) Len() int {
 // TrustAK returns TrustAllowlist when ak is among the in-memory keys, else the method of its
 // record in the store (TrustAllowlist or TrustEnrolled), and an error wrapping ErrUntrustedAK
 // otherwise (wrapping store.ErrUnavailable too when the store cannot answer: fail closed).
-func (a *Allowlist) TrustAK(ctx context.Context, ak crypto.PublicKey, _ *pb.Attestation) (TrustMethod, error) {
+func (a *Allowlist) TrustAK(ctx context.Context, ak crypto.PublicKey, att *pb.Attestation) (TrustMethod, error) {
 	id, err := Thumbprint(ak)
 	if err != nil {
 		return "", err
 	}
+	return a.trustKnown(ctx, ak, id, att)
+}
+
+// trustKnown is TrustAK for an AK whose thumbprint id is already known.
+func (a *Allowlist) trustKnown(ctx context.Context, _ crypto.PublicKey, id string, _ *pb.Attestation) (TrustMethod, error) {
 	a.mu.RLock()
 	_, ok := a.keys[id]
 	a.mu.RUnlock()

@@ -185,16 +185,39 @@ type AnyOf []AKTrust
 
 // TrustAK implements AKTrust.
 func (m AnyOf) TrustAK(ctx context.Context, ak crypto.PublicKey, att *pb.Attestation) (TrustMethod, error) {
+	id, err := Thumbprint(ak)
+	if err != nil {
+		return "", err
+	}
+	return m.trustKnown(ctx, ak, id, att)
+}
+
+// trustKnown is TrustAK for an AK whose thumbprint id is already known.
+func (m AnyOf) trustKnown(ctx context.Context, ak crypto.PublicKey, id string, att *pb.Attestation) (TrustMethod, error) {
 	if len(m) == 0 {
 		return "", fmt.Errorf("%w: no AK trust method configured", ErrUntrustedAK)
 	}
 	errs := make([]error, 0, len(m))
 	for _, t := range m {
-		method, err := t.TrustAK(ctx, ak, att)
+		method, err := trustAK(ctx, t, ak, id, att)
 		if err == nil {
 			return method, nil
 		}
 		errs = append(errs, err)
 	}
 	return "", fmt.Errorf("%w: %w", ErrUntrustedAK, errors.Join(errs...))
+}
+
+// knownIDTrust is implemented by this package's trust methods, which key on the AK's RFC 7638
+// thumbprint: Verify has computed it once (and cached it per AK), so they need not again.
+type knownIDTrust interface {
+	trustKnown(ctx context.Context, ak crypto.PublicKey, id string, att *pb.Attestation) (TrustMethod, error)
+}
+
+// trustAK asks t about ak, passing its thumbprint id to the methods that can use it.
+func trustAK(ctx context.Context, t AKTrust, ak crypto.PublicKey, id string, att *pb.Attestation) (TrustMethod, error) {
+	if k, ok := t.(knownIDTrust); ok {
+		return k.trustKnown(ctx, ak, id, att)
+	}
+	return t.TrustAK(ctx, ak, att)
 }

@@ -10,8 +10,8 @@ import (
 	"strings"
 
 	pb "github.com/google/go-tpm-tools/proto/attest"
+	tpmpb "github.com/google/go-tpm-tools/proto/tpm"
 	legacy "github.com/google/go-tpm/legacy/tpm2"
-	"github.com/google/go-tpm/tpm2"
 
 	"github.com/passport-attest/passport/store"
 )
@@ -77,81 +77,76 @@ func CheckAKAttributes(pub legacy.Public) error {
 	return nil
 }
 
-// quoteFacts is what checkQuotes reads from the last quote's TPMS_ATTEST.
+// attestLen is the length of the canonical encoding of a decoded quote TPMS_ATTEST (TPM 2.0
+// Part 2 section 10.12.12): magic, type, TPM2B_NAME, TPM2B_DATA, TPMS_CLOCK_INFO (17 bytes),
+// firmwareVersion, then TPMS_QUOTE_INFO: a TPML_PCR_SELECTION of one selection with the
+// 3-byte bitmap of a 24-PCR TPM, and a TPM2B_DIGEST. go-tpm's decoder ignores what follows the
+// structure, so comparing this with the input's length is what refuses trailing bytes.
+func attestLen(ad *legacy.AttestationData) int {
+	name := 0
+	switch {
+	case ad.QualifiedSigner.Digest != nil:
+		name = 2 + len(ad.QualifiedSigner.Digest.Value)
+	case ad.QualifiedSigner.Handle != nil:
+		name = 4
+	}
+	const clockInfo, sel = 17, 2 + 1 + 3
+	return 4 + 2 + (2 + name) + (2 + len(ad.ExtraData)) + clockInfo + 8 +
+		4 + sel + (2 + len(ad.AttestedQuoteInfo.PCRDigest))
+}
+
+// quoteFacts is what checkQuote reads from the quote's TPMS_ATTEST.
 type quoteFacts struct {
 	clock    store.ClockInfo
 	firmware uint64
 }
 
-// checkQuotes decodes every quote's TPMS_ATTEST (TPM 2.0 Part 2 section 10.12.12) before any
-// signature work and refuses, with CheckQuoteData: a magic other than TPM_GENERATED_VALUE, a
-// type other than TPM_ST_ATTEST_QUOTE, bytes after the structure (go-tpm's decoders ignore
-// them), a selection of more than one bank or of another bank than the values supplied beside
-// the quote, and supplied values for PCRs outside the signed selection; with CheckBinding an
-// extraData other than want (compared in constant time, so its length is checked too).
-func checkQuotes(att *pb.Attestation, want []byte) (quoteFacts, error) {
+// checkQuote decodes the appraised quote's TPMS_ATTEST (TPM 2.0 Part 2 section 10.12.12) before
+// any signature work and refuses, with CheckQuoteData: a magic other than TPM_GENERATED_VALUE,
+// a type other than TPM_ST_ATTEST_QUOTE, bytes after the structure (go-tpm's decoder ignores
+// them) or a non-canonical encoding (a PCR bitmap longer than the 3 bytes of a 24-PCR TPM), a
+// selection of more than one bank or of another
+// bank than the values supplied beside the quote, and supplied values for PCRs outside the
+// signed selection; with CheckBinding an extraData other than want (compared in constant time,
+// so its length is checked too). Only the quote of the appraised bank is checked: go-tpm-tools
+// ignores the others (their signatures are not verified either), and so does the State.
+func checkQuote(q *tpmpb.Quote, want []byte) (quoteFacts, error) {
 	var facts quoteFacts
-	if len(att.GetQuotes()) == 0 {
-		return facts, fail(CheckQuoteData, errors.New("attestation carries no quote"))
+	raw := q.GetQuote()
+	if len(raw) < 6 || !bytes.Equal(raw[:4], tpmGeneratedBytes) {
+		return facts, fail(CheckQuoteData, fmt.Errorf("TPMS_ATTEST magic is not TPM_GENERATED_VALUE (0x%08x)", uint32(tpmGeneratedValue)))
 	}
-	for i, q := range att.GetQuotes() {
-		raw := q.GetQuote()
-		if len(raw) < 6 || !bytes.Equal(raw[:4], tpmGeneratedBytes) {
-			return facts, fail(CheckQuoteData, fmt.Errorf("quote %d: TPMS_ATTEST magic is not TPM_GENERATED_VALUE (0x%08x)", i, uint32(tpmGeneratedValue)))
-		}
-		if typ := uint16(raw[4])<<8 | uint16(raw[5]); typ != uint16(tpm2.TPMSTAttestQuote) {
-			return facts, fail(CheckQuoteData, fmt.Errorf("quote %d: TPMS_ATTEST type 0x%04x is not TPM_ST_ATTEST_QUOTE (0x8018)", i, typ))
-		}
-		ad, err := tpm2.Unmarshal[tpm2.TPMSAttest](raw)
-		if err != nil {
-			return facts, fail(CheckQuoteData, fmt.Errorf("quote %d: TPMS_ATTEST: %w", i, err))
-		}
-		if n := len(tpm2.Marshal(*ad)); n != len(raw) {
-			return facts, fail(CheckQuoteData, fmt.Errorf("quote %d: %d bytes follow the %d-byte TPMS_ATTEST", i, len(raw)-n, n))
-		}
-		qi, err := ad.Attested.Quote()
-		if err != nil {
-			return facts, fail(CheckQuoteData, fmt.Errorf("quote %d: %w", i, err))
-		}
-		if subtle.ConstantTimeCompare(ad.ExtraData.Buffer, want) != 1 {
-			return facts, fail(CheckBinding, fmt.Errorf("quote %d: extraData (%d bytes) is not SHA-256(nonce || cnf thumbprint): the evidence was made for another nonce or key", i, len(ad.ExtraData.Buffer)))
-		}
-		if err := checkSelection(i, qi.PCRSelect, uint16(q.GetPcrs().GetHash()), q.GetPcrs().GetPcrs()); err != nil {
-			return facts, err
-		}
-		facts = quoteFacts{
-			clock:    store.ClockInfo{Clock: ad.ClockInfo.Clock, ResetCount: ad.ClockInfo.ResetCount, RestartCount: ad.ClockInfo.RestartCount},
-			firmware: ad.FirmwareVersion,
-		}
+	if typ := uint16(raw[4])<<8 | uint16(raw[5]); typ != uint16(legacy.TagAttestQuote) {
+		return facts, fail(CheckQuoteData, fmt.Errorf("TPMS_ATTEST type 0x%04x is not TPM_ST_ATTEST_QUOTE (0x8018)", typ))
 	}
-	return facts, nil
-}
-
-// checkSelection checks that a quote selects exactly one bank, the bank of the supplied PCR
-// values, and exactly the supplied PCRs.
-func checkSelection(i int, sel tpm2.TPMLPCRSelection, hash uint16, supplied map[uint32][]byte) error {
-	if len(sel.PCRSelections) != 1 {
-		return fail(CheckQuoteData, fmt.Errorf("quote %d selects %d PCR banks, want 1", i, len(sel.PCRSelections)))
+	ad, err := legacy.DecodeAttestationData(raw)
+	if err != nil {
+		return facts, fail(CheckQuoteData, fmt.Errorf("TPMS_ATTEST: %w", err))
 	}
-	s := sel.PCRSelections[0]
-	if uint16(s.Hash) != hash {
-		return fail(CheckQuoteData, fmt.Errorf("quote %d: PCR values are for bank 0x%04x but the quote selects 0x%04x", i, hash, uint16(s.Hash)))
+	if ad.AttestedQuoteInfo == nil {
+		return facts, fail(CheckQuoteData, errors.New("TPMS_ATTEST carries no TPMS_QUOTE_INFO"))
 	}
-	var selected []uint32
-	for byteIdx, b := range s.PCRSelect {
-		for bit := 0; bit < 8; bit++ {
-			if b&(1<<bit) != 0 {
-				selected = append(selected, uint32(byteIdx*8+bit))
-			}
-		}
+	if n := attestLen(ad); n != len(raw) {
+		return facts, fail(CheckQuoteData, fmt.Errorf("TPMS_ATTEST is %d bytes but its fields take %d: %d bytes follow it, or it is not canonically encoded", len(raw), n, len(raw)-n))
 	}
+	if subtle.ConstantTimeCompare(ad.ExtraData, want) != 1 {
+		return facts, fail(CheckBinding, fmt.Errorf("extraData (%d bytes) is not SHA-256(nonce || cnf thumbprint): the evidence was made for another nonce or key", len(ad.ExtraData)))
+	}
+	sel := ad.AttestedQuoteInfo.PCRSelection
+	if uint16(sel.Hash) != uint16(q.GetPcrs().GetHash()) {
+		return facts, fail(CheckQuoteData, fmt.Errorf("PCR values are for bank 0x%04x but the quote selects 0x%04x", uint16(q.GetPcrs().GetHash()), uint16(sel.Hash)))
+	}
+	supplied := q.GetPcrs().GetPcrs()
 	for idx := range supplied {
-		if !slices.Contains(selected, idx) {
-			return &Error{Check: CheckQuoteData, PCR: int(idx), Event: -1, Err: fmt.Errorf("quote %d: PCR value supplied outside the signed selection", i)}
+		if !slices.Contains(sel.PCRs, int(idx)) {
+			return facts, &Error{Check: CheckQuoteData, PCR: int(idx), Event: -1, Err: errors.New("PCR value supplied outside the signed selection")}
 		}
 	}
-	if len(supplied) != len(selected) {
-		return fail(CheckQuoteData, fmt.Errorf("quote %d: %d PCR values supplied for %d selected PCRs", i, len(supplied), len(selected)))
+	if len(supplied) != len(sel.PCRs) {
+		return facts, fail(CheckQuoteData, fmt.Errorf("%d PCR values supplied for %d selected PCRs", len(supplied), len(sel.PCRs)))
 	}
-	return nil
+	return quoteFacts{
+		clock:    store.ClockInfo{Clock: ad.ClockInfo.Clock, ResetCount: ad.ClockInfo.ResetCount, RestartCount: ad.ClockInfo.RestartCount},
+		firmware: ad.FirmwareVersion,
+	}, nil
 }

@@ -44,6 +44,7 @@ type Options struct {
 // Verifier appraises TPM evidence. It is safe for concurrent use.
 type Verifier struct {
 	opts Options
+	aks  akCache
 }
 
 // NewVerifier returns a Verifier; it fails closed when no AK trust is configured.
@@ -83,8 +84,8 @@ func (s *State) SecureBoot() bool { return s.Machine.GetSecureBoot().GetEnabled(
 
 // Verify appraises one attestation (a go-tpm-tools attest.Attestation protobuf) submitted for
 // nonce with the attester's cnf key. In order it checks: sizes and decoding; a non-empty event
-// log; the AK public area (a restricted signing key, CheckAKKey); AK trust; every quote's
-// TPMS_ATTEST magic, type, trailing bytes, PCR selection and extraData binding
+// log; the AK public area (a restricted signing key, CheckAKKey); AK trust; the appraised
+// quote's TPMS_ATTEST magic, type, trailing bytes, PCR selection and extraData binding
 // (api.ExtraData(nonce, cnf)); then go-tpm-tools' server.VerifyAttestation pinned to the
 // SHA-256 bank (signature, PCR digest, event-log replay, event extraction); then that every
 // quoted PCR without events in the log holds its reset value, and the event-level rules of
@@ -106,11 +107,12 @@ func (v *Verifier) Verify(ctx context.Context, nonce []byte, cnf *jose.JSONWebKe
 	if len(att.GetEventLog()) == 0 {
 		return nil, fail(CheckEventLog, ErrEmptyEventLog)
 	}
-	_, akPub, err := decodeAK(att)
+	ake, err := v.aks.get(att)
 	if err != nil {
 		return nil, err
 	}
-	method, err := v.opts.AKTrust.TrustAK(ctx, akPub, att)
+	akPub := ake.pub
+	method, err := trustAK(ctx, v.opts.AKTrust, akPub, ake.id, att)
 	if err != nil {
 		return nil, fail(CheckAKTrust, err)
 	}
@@ -123,7 +125,7 @@ func (v *Verifier) Verify(ctx context.Context, nonce []byte, cnf *jose.JSONWebKe
 	if q == nil {
 		return nil, fail(CheckQuote, errors.New("no quote over the SHA-256 PCR bank"))
 	}
-	facts, err := checkQuotes(att, want)
+	facts, err := checkQuote(q, want)
 	if err != nil {
 		return nil, err
 	}
@@ -148,13 +150,9 @@ func (v *Verifier) Verify(ctx context.Context, nonce []byte, cnf *jose.JSONWebKe
 		ev := ms.GetRawEvents()[f.k]
 		return nil, &Error{Check: f.check, PCR: int(ev.GetPcrIndex()), Event: logIndex(att.GetEventLog(), quoted, f.k, ev), Err: errors.New(f.why)}
 	}
-	akid, err := Thumbprint(akPub)
-	if err != nil {
-		return nil, fail(CheckDecode, err)
-	}
 	return &State{
 		AK:              akPub,
-		AKID:            akid,
+		AKID:            ake.id,
 		AKTrust:         method,
 		Bank:            string(name),
 		PCRs:            quoted,
