@@ -40,6 +40,9 @@ func diagnose(raw []byte, b eventlog.Bank, quoted map[uint32][]byte) (pcr, event
 		if got, replayed := r.PCRs[idx]; replayed && bytes.Equal(got, want) {
 			continue
 		}
+		if idx == 0 && r.StartupLocality > 0 && bytes.Equal(extendFromZero(b, evs), want) {
+			return idx, evs[0].Seq, fmt.Sprintf("the log says PCR0 started at locality %d (StartupLocality event) but the quoted PCR0 is the replay from locality 0: the TPM was started from another locality than the log says", r.StartupLocality), true
+		}
 		for _, e := range evs {
 			if d, has := e.Digests[b]; has && boundTypes[e.Type] {
 				h := b.Hash().New()
@@ -56,4 +59,16 @@ func diagnose(raw []byte, b eventlog.Bank, quoted map[uint32][]byte) (pcr, event
 		return idx, last.Seq, fmt.Sprintf("replaying its events %d..%d does not give the quoted value", evs[0].Seq, last.Seq), true
 	}
 	return -1, -1, "", false
+}
+
+// extendFromZero replays events (all on one PCR) from the all-zero reset value.
+func extendFromZero(b eventlog.Bank, evs []eventlog.Event) []byte {
+	v := make([]byte, b.Hash().Size())
+	for _, e := range evs {
+		h := b.Hash().New()
+		h.Write(v)
+		h.Write(e.Digests[b])
+		v = h.Sum(nil)
+	}
+	return v
 }
