@@ -85,18 +85,6 @@ func bankOf(a register.HashAlg) (Bank, bool) {
 	return "", false
 }
 
-func (b Bank) alg() register.HashAlg {
-	switch b {
-	case SHA1:
-		return register.HashSHA1
-	case SHA256:
-		return register.HashSHA256
-	case SHA384:
-		return register.HashSHA384
-	}
-	return 0
-}
-
 // Event is one event of a parsed log. Nothing in it is trusted: only a replay that matches
 // PCR values signed by a TPM makes the digests meaningful, and the type and data are never
 // covered by a PCR at all.

@@ -22,13 +22,10 @@ const tpmGeneratedValue = 0xff544347
 
 var tpmGeneratedBytes = []byte{0xff, 0x54, 0x43, 0x47}
 
-// akAttributes are the TPMA_OBJECT bits an attestation key must have (TPM 2.0 Part 1 section
+// attrNames are the TPMA_OBJECT bits an attestation key must have (TPM 2.0 Part 1 section
 // 27.1 and the TCG EK Credential Profile's AK template): a restricted signing key (so the TPM
 // signs only digests of data it produced itself, never a forged TPMS_ATTEST) whose private
 // part was generated in, and never leaves, the TPM.
-const akAttributes = legacy.FlagSign | legacy.FlagRestricted | legacy.FlagFixedTPM |
-	legacy.FlagFixedParent | legacy.FlagSensitiveDataOrigin
-
 var attrNames = []struct {
 	f    legacy.KeyProp
 	name string
