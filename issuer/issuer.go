@@ -191,7 +191,7 @@ func (is *Issuer) Attest(ctx context.Context, req *api.AttestRequest) (*api.Atte
 	if err != nil {
 		return nil, fmt.Errorf("issuer: %w", err)
 	}
-	is.cfg.Log.InfoContext(ctx, "token issued", "ak", st.AKID, "kid", kid, "status", ap.Status.String(), "aud", req.Audience)
+	is.cfg.Log.InfoContext(ctx, "token issued", "ak", st.AKID, "trust", string(st.AKTrust), "kid", kid, "status", ap.Status.String(), "aud", req.Audience)
 	return &api.AttestResponse{Token: raw, ExpiresAt: claims.Expires().UTC()}, nil
 }
 
