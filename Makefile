@@ -3,6 +3,9 @@ GO        ?= go
 BIN       ?= bin/passport
 PKGS      ?= ./...
 STATICCHECK_VERSION ?= 2025.1.1
+FUZZTIME  ?= 60s
+# Fuzz targets as package:target; `make fuzz` runs each for FUZZTIME, `make test` for 3s.
+FUZZ_TARGETS = ./eventlog:FuzzParse ./evidence:FuzzVerify ./evidence:FuzzVerifyParts ./api:FuzzAttestRequestJSON
 
 .PHONY: help build demo test bench lint fuzz tidy pins docs
 
@@ -17,6 +20,7 @@ demo: build ## run the whole flow in one process: issuer, simulated TPM attester
 
 test: pins ## run every test (needs Redis on 127.0.0.1:6379 or PASSPORT_REDIS_URL)
 	$(GO) test -count=1 -timeout 20m $(PKGS)
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 bench: ## run the benchmarks (ratios against peer libraries are printed per benchmark)
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
@@ -39,3 +43,9 @@ docs: ## regenerate docs/EVENTLOGS.md and docs/REPLAY.md from the real event-log
 .PHONY: rpbench
 rpbench: ## relying-party validation side by side: go-jose floor, go-oidc, golang-jwt, cached, middleware, DPoP
 	$(GO) test -run '^$$' -bench 'SideBySide' -benchtime 2000x -count 5 ./relyingparty
+
+fuzz: ## run each fuzz target (event-log parsing, evidence decoding, API JSON) for FUZZTIME (60s)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done

@@ -35,6 +35,8 @@ type Attester struct {
 	akPub crypto.PublicKey
 	log   []byte
 	cnf   *ecdsa.PrivateKey
+
+	eks map[EK]*client.Key // endorsement keys loaded for enrollment (enroll.go)
 }
 
 // Options configures New.
@@ -116,6 +118,9 @@ func (a *Attester) Close() error {
 	}
 	a.closed = true
 	a.ak.Close()
+	for _, k := range a.eks {
+		k.Close()
+	}
 	return nil
 }
 

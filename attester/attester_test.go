@@ -255,7 +255,7 @@ func TestNewOptions(t *testing.T) {
 }
 
 func TestOpenTPMSpecs(t *testing.T) {
-	if _, err := attester.OpenTPM("swtpm:127.0.0.1:2321"); !errors.Is(err, attester.ErrUnknownTPMSpec) {
+	if _, err := attester.OpenTPM("mssim:127.0.0.1:2321"); !errors.Is(err, attester.ErrUnknownTPMSpec) {
 		t.Errorf("unknown spec: %v, want ErrUnknownTPMSpec", err)
 	}
 	if _, err := attester.OpenTPM("/nonexistent/tpmrm0"); err == nil || errors.Is(err, attester.ErrUnknownTPMSpec) {

@@ -29,6 +29,8 @@ var ErrUnknownTPMSpec = errors.New("attester: unknown TPM spec")
 //   - an absolute device path such as "/dev/tpmrm0" (the kernel resource manager, preferred) or
 //     "/dev/tpm0": a Linux character device, opened with go-tpm's legacy tpm2.OpenTPM, which
 //     also checks that the device answers as a TPM 2.0. Unsupported on other systems.
+//   - "swtpm:HOST:PORT": an external swtpm's TCP command channel (see SpecSWTPMPrefix). There
+//     is no resource manager in between: the caller must flush what it loads (Attester does).
 //
 // Any other spec yields an error wrapping ErrUnknownTPMSpec.
 func OpenTPM(spec string) (io.ReadWriteCloser, error) {
@@ -45,8 +47,13 @@ func OpenTPM(spec string) (io.ReadWriteCloser, error) {
 			return nil, fmt.Errorf("attester: open TPM device %s: %w", spec, err)
 		}
 		return rwc, nil
-	// New transports add one case here, e.g. strings.HasPrefix(spec, "swtpm:").
+	case strings.HasPrefix(spec, SpecSWTPMPrefix):
+		rwc, err := openSWTPM(strings.TrimPrefix(spec, SpecSWTPMPrefix))
+		if err != nil {
+			return nil, fmt.Errorf("attester: open swtpm %s: %w", spec, err)
+		}
+		return rwc, nil
 	default:
-		return nil, fmt.Errorf("%w %q: want %q or a device path such as /dev/tpmrm0", ErrUnknownTPMSpec, spec, SpecSimulator)
+		return nil, fmt.Errorf("%w %q: want %q, swtpm:HOST:PORT or a device path such as /dev/tpmrm0", ErrUnknownTPMSpec, spec, SpecSimulator)
 	}
 }

@@ -10,9 +10,12 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	pb "github.com/google/go-tpm-tools/proto/attest"
+
+	"github.com/passport-attest/passport/store"
 )
 
 // ErrUntrustedAK is the cause of a CheckAKTrust refusal.
@@ -41,9 +44,17 @@ func (AnyAK) TrustAK(context.Context, crypto.PublicKey, *pb.Attestation) (TrustM
 
 // Allowlist trusts the AKs whose public keys it holds, compared by RFC 7638 thumbprint. It is
 // safe for concurrent use and can be changed at run time (the admin API adds and removes keys).
+//
+// Keys given at construction (the --ak-allowlist file) live in memory. An allowlist built with
+// NewStoredAllowlist also trusts the AKs recorded in its store.AKStore (memory or Redis, shared
+// by issuer replicas): the AKs pinned through the admin API and those enrolled through the EK
+// (Pin, Unpin, Lookup and List in pinned.go).
 type Allowlist struct {
 	mu   sync.RWMutex
 	keys map[string]crypto.PublicKey
+
+	store store.AKStore    // nil: memory only
+	now   func() time.Time // record timestamps
 }
 
 // NewAllowlist returns an allowlist holding keys.
@@ -85,20 +96,35 @@ func (a *Allowlist) Len() int {
 	return len(a.keys)
 }
 
-// TrustAK returns TrustAllowlist when ak is on the list, and an error wrapping ErrUntrustedAK
-// otherwise.
-func (a *Allowlist) TrustAK(_ context.Context, ak crypto.PublicKey, _ *pb.Attestation) (TrustMethod, error) {
+// TrustAK returns TrustAllowlist when ak is among the in-memory keys, else the method of its
+// record in the store (TrustAllowlist or TrustEnrolled), and an error wrapping ErrUntrustedAK
+// otherwise (wrapping store.ErrUnavailable too when the store cannot answer: fail closed).
+func (a *Allowlist) TrustAK(ctx context.Context, ak crypto.PublicKey, att *pb.Attestation) (TrustMethod, error) {
 	id, err := Thumbprint(ak)
 	if err != nil {
 		return "", err
 	}
+	return a.trustKnown(ctx, ak, id, att)
+}
+
+// trustKnown is TrustAK for an AK whose thumbprint id is already known.
+func (a *Allowlist) trustKnown(ctx context.Context, _ crypto.PublicKey, id string, _ *pb.Attestation) (TrustMethod, error) {
 	a.mu.RLock()
 	_, ok := a.keys[id]
 	a.mu.RUnlock()
-	if !ok {
-		return "", fmt.Errorf("%w: AK %s is not in the allowlist", ErrUntrustedAK, id)
+	if ok {
+		return TrustAllowlist, nil
 	}
-	return TrustAllowlist, nil
+	if a.store != nil {
+		rec, err := a.Lookup(ctx, id)
+		switch {
+		case err == nil:
+			return rec.Method, nil
+		case !errors.Is(err, store.ErrAKUnknown):
+			return "", fmt.Errorf("%w: %w", ErrUntrustedAK, err)
+		}
+	}
+	return "", fmt.Errorf("%w: AK %s is not in the allowlist", ErrUntrustedAK, id)
 }
 
 // LoadAllowlist reads AK public keys from path: either PEM "PUBLIC KEY" blocks (PKIX, any

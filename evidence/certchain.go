@@ -40,17 +40,22 @@ type CertChain struct {
 }
 
 // TrustAK checks att's AK certificate as described on CertChain.
-func (c *CertChain) TrustAK(_ context.Context, ak crypto.PublicKey, att *pb.Attestation) (TrustMethod, error) {
+func (c *CertChain) TrustAK(ctx context.Context, ak crypto.PublicKey, att *pb.Attestation) (TrustMethod, error) {
+	id, err := Thumbprint(ak)
+	if err != nil {
+		return "", err
+	}
+	return c.trustKnown(ctx, ak, id, att)
+}
+
+// trustKnown is TrustAK for an AK whose thumbprint id is already known.
+func (c *CertChain) trustKnown(_ context.Context, ak crypto.PublicKey, id string, att *pb.Attestation) (TrustMethod, error) {
 	der := att.GetAkCert()
 	if len(der) == 0 {
 		return "", fmt.Errorf("%w: the attestation carries no AK certificate", ErrUntrustedAK)
 	}
 	if len(c.Roots) == 0 {
 		return "", fmt.Errorf("%w: no trusted roots configured", ErrUntrustedAK)
-	}
-	id, err := Thumbprint(ak)
-	if err != nil {
-		return "", err
 	}
 	h := sha256.New()
 	h.Write([]byte(id))

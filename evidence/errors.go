@@ -13,12 +13,15 @@ type Check string
 const (
 	CheckDecode     Check = "decode"       // the attestation protobuf, the cnf key or the nonce is malformed
 	CheckEventLog   Check = "event_log"    // the TCG event log is missing, measures nothing or lacks SHA-256
-	CheckAKTrust    Check = "ak_trust"     // the AK is not trusted (allowlist, certificate chain)
+	CheckAKKey      Check = "ak_key"       // the AK public area is not a restricted, fixedTPM signing key
+	CheckAKTrust    Check = "ak_trust"     // the AK is not trusted (allowlist, certificate chain, enrollment)
 	CheckQuoteData  Check = "quote_data"   // TPMS_ATTEST magic, type or structure (TPM 2.0 Part 2, 10.12.12)
 	CheckBinding    Check = "binding"      // extraData is not SHA-256(nonce || cnf thumbprint)
 	CheckQuote      Check = "quote"        // signature, PCR digest or event-log parsing (go-tpm-tools)
 	CheckReplay     Check = "replay"       // the event log does not replay to the quoted PCRs
 	CheckPCRNoEvent Check = "pcr_no_event" // a quoted PCR holds a value the event log does not explain
+	CheckEventType  Check = "event_type"   // an event's type does not fit its digest (relabelled), or is unknown
+	CheckEventOrder Check = "event_order"  // an event appended after its PCR's EV_SEPARATOR
 )
 
 // Error is the typed refusal returned by Verify. PCR and Event are -1 when not applicable.

@@ -1,10 +1,8 @@
 package evidence
 
 import (
-	"bytes"
 	"context"
 	"crypto"
-	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -18,12 +16,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/passport-attest/passport/api"
+	"github.com/passport-attest/passport/eventlog"
 	"github.com/passport-attest/passport/store"
 )
-
-// tpmGeneratedValue is TPM_GENERATED_VALUE, the magic that starts every TPMS_ATTEST
-// (TPM 2.0 Part 2, section 6.2).
-const tpmGeneratedValue = 0xff544347
 
 // MaxAttestationSize bounds the encoded attestation Verify accepts (3 MiB: real event logs are
 // 10-100 KB and the attester caps them at 2 MiB; quotes are a few hundred bytes).
@@ -49,6 +44,7 @@ type Options struct {
 // Verifier appraises TPM evidence. It is safe for concurrent use.
 type Verifier struct {
 	opts Options
+	aks  akCache
 }
 
 // NewVerifier returns a Verifier; it fails closed when no AK trust is configured.
@@ -88,10 +84,14 @@ func (s *State) SecureBoot() bool { return s.Machine.GetSecureBoot().GetEnabled(
 
 // Verify appraises one attestation (a go-tpm-tools attest.Attestation protobuf) submitted for
 // nonce with the attester's cnf key. In order it checks: sizes and decoding; a non-empty event
-// log; AK trust; every quote's TPMS_ATTEST magic, type and extraData binding
-// (api.ExtraData(nonce, cnf)); then go-tpm-tools' server.VerifyAttestation pinned to the SHA-256
-// bank (signature, PCR digest, event-log replay); then that every quoted PCR without events in
-// the log holds its reset value. Refusals are *Error values naming the check.
+// log; the AK public area (a restricted signing key, CheckAKKey); AK trust; the appraised
+// quote's TPMS_ATTEST magic, type, trailing bytes, PCR selection and extraData binding
+// (api.ExtraData(nonce, cnf)); then go-tpm-tools' server.VerifyAttestation pinned to the
+// SHA-256 bank (signature, PCR digest, event-log replay, event extraction); then that every
+// quoted PCR without events in the log holds its reset value, and the event-level rules of
+// checkEvents (relabelled types, events appended after a separator, unknown types). Refusals
+// are *Error values naming the check and, where the log is at fault, the PCR and the event's
+// index in the log. Messages never contain the nonce, keys or PCR values.
 func (v *Verifier) Verify(ctx context.Context, nonce []byte, cnf *jose.JSONWebKey, attestation []byte) (*State, error) {
 	if len(attestation) == 0 || len(attestation) > MaxAttestationSize {
 		return nil, fail(CheckDecode, fmt.Errorf("attestation is %d bytes, want 1..%d", len(attestation), MaxAttestationSize))
@@ -107,45 +107,41 @@ func (v *Verifier) Verify(ctx context.Context, nonce []byte, cnf *jose.JSONWebKe
 	if len(att.GetEventLog()) == 0 {
 		return nil, fail(CheckEventLog, ErrEmptyEventLog)
 	}
-	akPub, err := akPublic(att)
-	if err != nil {
-		return nil, fail(CheckDecode, err)
-	}
-	method, err := v.opts.AKTrust.TrustAK(ctx, akPub, att)
-	if err != nil {
-		return nil, fail(CheckAKTrust, err)
-	}
-	bank := tpm2.AlgSHA256
-	q := quoteFor(att, bank)
-	if q == nil && v.opts.AllowSHA1 {
-		bank = tpm2.AlgSHA1
-		q = quoteFor(att, bank)
-	}
-	if q == nil {
-		return nil, fail(CheckQuote, errors.New("no quote over the SHA-256 PCR bank"))
-	}
-	ad, err := checkQuotes(att, want, q)
+	ake, err := v.aks.get(att)
 	if err != nil {
 		return nil, err
 	}
-	ms, err := server.VerifyAttestation(att, server.VerifyOpts{
+	akPub := ake.pub
+	method, err := trustAK(ctx, v.opts.AKTrust, akPub, ake.id, att)
+	if err != nil {
+		return nil, fail(CheckAKTrust, err)
+	}
+	bank, name := tpm2.AlgSHA256, eventlog.SHA256
+	q := quoteFor(att, bank)
+	if q == nil && v.opts.AllowSHA1 {
+		bank, name = tpm2.AlgSHA1, eventlog.SHA1
+		q = quoteFor(att, bank)
+	}
+	if q == nil {
+		return nil, fail(CheckQuoteData, errors.New("not exactly one quote over the SHA-256 PCR bank"))
+	}
+	facts, err := checkQuote(q, want)
+	if err != nil {
+		return nil, err
+	}
+	quoted := q.GetPcrs().GetPcrs()
+	// The library sees exactly the quote whose facts (clock, firmware version) we keep: with
+	// several quotes over one bank it would accept the first that verifies.
+	only := &pb.Attestation{AkPub: att.GetAkPub(), Quotes: []*tpmpb.Quote{q}, EventLog: att.GetEventLog(),
+		AkCert: att.GetAkCert(), IntermediateCerts: att.GetIntermediateCerts()}
+	ms, err := verifyAttestation(only, server.VerifyOpts{
 		Nonce:      want,
 		TrustedAKs: []crypto.PublicKey{akPub},
 		HashAlgo:   bank,
 		AllowSHA1:  bank == tpm2.AlgSHA1,
 	})
 	if err != nil {
-		e := fail(CheckQuote, err)
-		if tpm2.Algorithm(q.GetPcrs().GetHash()) == tpm2.AlgSHA256 {
-			if pcr, ev, why, ok := diagnose(att.GetEventLog(), q.GetPcrs().GetPcrs()); ok {
-				e.Check = CheckReplay
-				if pcr < 0 {
-					e.Check = CheckEventLog
-				}
-				e.PCR, e.Event, e.Err = pcr, ev, fmt.Errorf("%s: %w", why, err)
-			}
-		}
-		return nil, e
+		return nil, libraryRefusal(att.GetEventLog(), name, quoted, err)
 	}
 	logged := loggedPCRs(ms)
 	if len(logged) == 0 {
@@ -154,99 +150,72 @@ func (v *Verifier) Verify(ctx context.Context, nonce []byte, cnf *jose.JSONWebKe
 	if err := checkUnloggedPCRs(q, logged); err != nil {
 		return nil, err
 	}
-	akid, err := Thumbprint(akPub)
-	if err != nil {
-		return nil, fail(CheckDecode, err)
-	}
-	name := "sha256"
-	if bank == tpm2.AlgSHA1 {
-		name = "sha1"
+	if f := checkEvents(ms.GetRawEvents(), name.Hash()); f != nil {
+		ev := ms.GetRawEvents()[f.k]
+		return nil, &Error{Check: f.check, PCR: int(ev.GetPcrIndex()), Event: logIndex(att.GetEventLog(), quoted, f.k, ev), Err: errors.New(f.why)}
 	}
 	return &State{
-		AK:         akPub,
-		AKID:       akid,
-		AKTrust:    method,
-		Bank:       name,
-		PCRs:       q.GetPcrs().GetPcrs(),
-		LoggedPCRs: logged,
-		Machine:    ms,
-		Clock: store.ClockInfo{
-			Clock:        ad.ClockInfo.Clock,
-			ResetCount:   ad.ClockInfo.ResetCount,
-			RestartCount: ad.ClockInfo.RestartCount,
-		},
-		FirmwareVersion: ad.FirmwareVersion,
+		AK:              akPub,
+		AKID:            ake.id,
+		AKTrust:         method,
+		Bank:            string(name),
+		PCRs:            quoted,
+		LoggedPCRs:      logged,
+		Machine:         ms,
+		Clock:           facts.clock,
+		FirmwareVersion: facts.firmware,
 	}, nil
 }
 
-func akPublic(att *pb.Attestation) (crypto.PublicKey, error) {
-	pub, err := tpm2.DecodePublic(att.GetAkPub())
-	if err != nil {
-		return nil, fmt.Errorf("AK public area: %w", err)
-	}
-	k, err := pub.Key()
-	if err != nil {
-		return nil, fmt.Errorf("AK public key: %w", err)
-	}
-	return k, nil
+// errLibraryPanic marks a panic inside go-tpm-tools / go-eventlog, turned into a refusal.
+var errLibraryPanic = errors.New("the event log made go-tpm-tools panic")
+
+// verifyAttestation is server.VerifyAttestation with its panics turned into errors:
+// go-eventlog panics (tcg.Event.UntrustedType) on any event type it does not know, so a log
+// with one vendor event would otherwise crash the request.
+func verifyAttestation(att *pb.Attestation, opts server.VerifyOpts) (ms *pb.MachineState, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			ms, err = nil, fmt.Errorf("%w: %v", errLibraryPanic, r)
+		}
+	}()
+	return server.VerifyAttestation(att, opts)
 }
 
+// libraryRefusal turns a go-tpm-tools refusal into an *Error naming, where the log explains it,
+// the PCR and event.
+func libraryRefusal(log []byte, b eventlog.Bank, quoted map[uint32][]byte, err error) *Error {
+	if errors.Is(err, errLibraryPanic) {
+		if pcr, seq, typ, ok := unknownTypeEvent(log, quoted); ok {
+			return &Error{Check: CheckEventType, PCR: pcr, Event: seq,
+				Err: fmt.Errorf("event type %s is not one the TCG defines; go-eventlog cannot interpret it", typ)}
+		}
+		return fail(CheckEventLog, err)
+	}
+	e := fail(CheckQuote, err)
+	if pcr, ev, why, ok := diagnose(log, b, quoted); ok {
+		e.Check = CheckReplay
+		if pcr < 0 {
+			e.Check = CheckEventLog
+		}
+		e.PCR, e.Event, e.Err = pcr, ev, fmt.Errorf("%s: %w", why, err)
+	}
+	return e
+}
+
+// quoteFor returns the attestation's quote over bank alg, or nil when there is none or more than
+// one (a second quote over the appraised bank could carry unsigned clock info).
 func quoteFor(att *pb.Attestation, alg tpm2.Algorithm) *tpmpb.Quote {
+	var found *tpmpb.Quote
 	for _, q := range att.GetQuotes() {
 		if tpm2.Algorithm(q.GetPcrs().GetHash()) == alg {
-			return q
-		}
-	}
-	return nil
-}
-
-// checkQuotes decodes every quote's TPMS_ATTEST before any signature work and checks the magic,
-// the type, the extraData binding (constant time), that the PCR values supplied beside each
-// quote are exactly its signed selection, and that no bank is quoted twice. It returns the attest
-// data of verified, the quote whose signature go-tpm-tools checks next: clock info and firmware
-// version are taken from that signed quote only.
-func checkQuotes(att *pb.Attestation, want []byte, verified *tpmpb.Quote) (*tpm2.AttestationData, error) {
-	var signed *tpm2.AttestationData
-	banks := map[tpmpb.HashAlgo]bool{}
-	for i, q := range att.GetQuotes() {
-		raw := q.GetQuote()
-		if len(raw) < 6 || !bytes.Equal(raw[:4], []byte{0xff, 0x54, 0x43, 0x47}) {
-			return nil, fail(CheckQuoteData, fmt.Errorf("quote %d: TPMS_ATTEST magic is not TPM_GENERATED_VALUE (0x%08x)", i, uint32(tpmGeneratedValue)))
-		}
-		ad, err := tpm2.DecodeAttestationData(raw)
-		if err != nil {
-			return nil, fail(CheckQuoteData, fmt.Errorf("quote %d: %w", i, err))
-		}
-		if ad.Type != tpm2.TagAttestQuote || ad.AttestedQuoteInfo == nil {
-			return nil, fail(CheckQuoteData, fmt.Errorf("quote %d: TPMS_ATTEST type 0x%04x is not TPM_ST_ATTEST_QUOTE (0x8018)", i, uint16(ad.Type)))
-		}
-		if subtle.ConstantTimeCompare(ad.ExtraData, want) != 1 {
-			return nil, fail(CheckBinding, fmt.Errorf("quote %d: extraData is not SHA-256(nonce || cnf thumbprint): the evidence was made for another nonce or key", i))
-		}
-		sel := ad.AttestedQuoteInfo.PCRSelection
-		if tpm2.Algorithm(q.GetPcrs().GetHash()) != sel.Hash {
-			return nil, fail(CheckQuoteData, fmt.Errorf("quote %d: PCR values are for bank %v but the quote selects %v", i, q.GetPcrs().GetHash(), sel.Hash))
-		}
-		if len(q.GetPcrs().GetPcrs()) != len(sel.PCRs) {
-			return nil, fail(CheckQuoteData, fmt.Errorf("quote %d: %d PCR values supplied for %d selected PCRs", i, len(q.GetPcrs().GetPcrs()), len(sel.PCRs)))
-		}
-		for idx := range q.GetPcrs().GetPcrs() {
-			if !slices.Contains(sel.PCRs, int(idx)) {
-				return nil, &Error{Check: CheckQuoteData, PCR: int(idx), Event: -1, Err: fmt.Errorf("quote %d: PCR value supplied outside the signed selection", i)}
+			if found != nil {
+				return nil
 			}
-		}
-		if banks[q.GetPcrs().GetHash()] {
-			return nil, fail(CheckQuoteData, fmt.Errorf("quote %d: a second quote over the same PCR bank", i))
-		}
-		banks[q.GetPcrs().GetHash()] = true
-		if q == verified {
-			signed = ad
+			found = q
 		}
 	}
-	if signed == nil {
-		return nil, fail(CheckQuoteData, errors.New("attestation carries no quote over the appraised bank"))
-	}
-	return signed, nil
+	return found
 }
 
 func loggedPCRs(ms *pb.MachineState) []uint32 {

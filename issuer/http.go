@@ -25,6 +25,7 @@ func (is *Issuer) Handler() http.Handler {
 	mux.HandleFunc("POST "+api.PathAttest, is.handleAttest)
 	mux.HandleFunc("POST "+api.PathAppraise, is.handleAppraise)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	is.enrollRoutes(mux)
 	return mux
 }
 

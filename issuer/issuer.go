@@ -21,6 +21,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/passport-attest/passport/api"
+	"github.com/passport-attest/passport/enroll"
 	"github.com/passport-attest/passport/evidence"
 	"github.com/passport-attest/passport/jwks"
 	"github.com/passport-attest/passport/policy"
@@ -47,6 +48,11 @@ type Config struct {
 	Clocks store.ClockStore
 	// Evidence verifies TPM evidence.
 	Evidence *evidence.Verifier
+	// Allowlist, when set, is the AK allowlist the admin API manages (pin, list, unpin) and
+	// EK enrollment records into; it should be among Evidence's AK trust methods.
+	Allowlist *evidence.Allowlist
+	// Enroll, when set, serves EK enrollment (POST /v1/enroll, /v1/enroll/activate).
+	Enroll *enroll.Enroller
 	// Policy appraises verified evidence.
 	Policy policy.Appraiser
 	// NonceTTL is how long a challenge stays valid (default 60 s).
@@ -196,7 +202,7 @@ func (is *Issuer) Attest(ctx context.Context, req *api.AttestRequest) (*api.Atte
 	if err != nil {
 		return nil, fmt.Errorf("issuer: %w", err)
 	}
-	is.cfg.Log.InfoContext(ctx, "token issued", "ak", st.AKID, "kid", kid, "status", ap.Status.String(), "aud", req.Audience)
+	is.cfg.Log.InfoContext(ctx, "token issued", "ak", st.AKID, "trust", string(st.AKTrust), "kid", kid, "status", ap.Status.String(), "aud", req.Audience)
 	return &api.AttestResponse{Token: raw, ExpiresAt: claims.Expires().UTC()}, nil
 }
 

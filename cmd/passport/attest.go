@@ -8,15 +8,19 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/passport-attest/passport/api"
 	"github.com/passport-attest/passport/attester"
 )
 
 type attestFlags struct {
 	issuer, tpm, eventLog, audience, out string
 	kbs, fetch, token                    string
+	enroll                               bool
+	ek                                   string
 }
 
 func newAttestCmd() *cobra.Command {
@@ -29,7 +33,11 @@ SHA-256(nonce || thumbprint of a fresh P-256 cnf key), submits the quote and the
 and writes the token to --out and the cnf private key (PKCS#8 PEM, mode 0600) to --out.key.
 
 With --tpm simulator and --event-log FILE, the in-process TPM simulator first replays FILE
-(a binary_bios_measurements log) into its PCRs and presents it as its own log.`,
+(a binary_bios_measurements log) into its PCRs and presents it as its own log; so does a
+freshly started swtpm (--tpm swtpm:HOST:PORT).
+
+With --enroll, the AK is first enrolled through the TPM's endorsement key (POST /v1/enroll,
+TPM2_ActivateCredential, POST /v1/enroll/activate), for issuers that trust EKs rather than AKs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runAttest(cmd.Context(), f, cmd.OutOrStdout())
@@ -37,13 +45,15 @@ With --tpm simulator and --event-log FILE, the in-process TPM simulator first re
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.issuer, "issuer", "", "issuer base URL (required)")
-	fl.StringVar(&f.tpm, "tpm", "simulator", "TPM: simulator or a device path such as /dev/tpmrm0")
+	fl.StringVar(&f.tpm, "tpm", "simulator", "TPM: simulator, swtpm:HOST:PORT or a device path such as /dev/tpmrm0")
 	fl.StringVar(&f.eventLog, "event-log", "", "TCG event log to present (and, on the simulator, to replay first)")
 	fl.StringVar(&f.audience, "audience", "", "audience of the token (required)")
 	fl.StringVar(&f.out, "out", "", "token file (the cnf key goes to FILE.key); stdout when empty")
 	fl.StringVar(&f.kbs, "kbs", "", "key broker base URL: fetch the --fetch secret with the token instead of writing the token")
 	fl.StringVar(&f.fetch, "fetch", "", "resource repository/type/tag to fetch from --kbs; the decrypted secret goes to --out (stdout when empty)")
 	fl.StringVar(&f.token, "token", "", "with --kbs: reuse the token in FILE (and its cnf key FILE.key) while fresh; otherwise attest and save the new one there")
+	fl.BoolVar(&f.enroll, "enroll", false, "first enroll the AK through the TPM's endorsement key (TPM2_ActivateCredential), for issuers that trust EKs")
+	fl.StringVar(&f.ek, "ek", "rsa", "endorsement key template for --enroll: rsa or ecc")
 	_ = cmd.MarkFlagRequired("issuer")
 	_ = cmd.MarkFlagRequired("audience")
 	cmd.MarkFlagsRequiredTogether("kbs", "fetch")
@@ -65,7 +75,7 @@ func openAttester(spec, eventLog string) (*attester.Attester, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if logBytes != nil && (spec == "" || spec == "simulator") {
+	if logBytes != nil && (spec == "" || spec == "simulator" || strings.HasPrefix(spec, attester.SpecSWTPMPrefix)) {
 		if _, err := attester.ReplayEventLog(rw, logBytes); err != nil {
 			rw.Close()
 			return nil, nil, fmt.Errorf("replay %s into the simulator: %w", eventLog, err)
@@ -79,6 +89,19 @@ func openAttester(spec, eventLog string) (*attester.Attester, func(), error) {
 	return a, func() { a.Close(); rw.Close() }, nil
 }
 
+// attestOnce enrolls the AK first when --enroll asks for it, then attests for --audience.
+func attestOnce(ctx context.Context, f attestFlags, a *attester.Attester) (*api.AttestResponse, error) {
+	c := &attester.Client{IssuerURL: f.issuer}
+	if f.enroll {
+		en, err := c.Enroll(ctx, a, attester.EK(f.ek))
+		if err != nil {
+			return nil, fmt.Errorf("enroll: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "AK %s enrolled\n", en.AKID)
+	}
+	return c.Attest(ctx, a, f.audience)
+}
+
 func runAttest(ctx context.Context, f attestFlags, stdout io.Writer) error {
 	if f.kbs != "" || f.token != "" {
 		return runFetch(ctx, f, stdout)
@@ -88,8 +111,7 @@ func runAttest(ctx context.Context, f attestFlags, stdout io.Writer) error {
 		return err
 	}
 	defer closeFn()
-	c := &attester.Client{IssuerURL: f.issuer}
-	res, err := c.Attest(ctx, a, f.audience)
+	res, err := attestOnce(ctx, f, a)
 	if err != nil {
 		return err
 	}

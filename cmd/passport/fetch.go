@@ -77,7 +77,7 @@ func attestForFetch(ctx context.Context, f attestFlags) (string, crypto.Signer, 
 	if err != nil {
 		return "", nil, err
 	}
-	res, err := (&attester.Client{IssuerURL: f.issuer}).Attest(ctx, a, f.audience)
+	res, err := attestOnce(ctx, f, a)
 	closeFn()
 	if err != nil {
 		return "", nil, err

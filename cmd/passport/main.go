@@ -32,6 +32,7 @@ func newRoot() *cobra.Command {
 	}
 	root.AddCommand(newServeCmd(), newAttestCmd(), newVerifyCmd(), newDemoCmd())
 	root.AddCommand(newKBSCmd())
+	root.AddCommand(newEventLogCmd())
 	return root
 }
 

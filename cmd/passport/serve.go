@@ -28,6 +28,7 @@ type serveFlags struct {
 	trustAny                                                          bool
 	audiences                                                         []string
 	nonceTTL, tokenLifetime                                           time.Duration
+	ak                                                                akTrustFlags
 }
 
 func newServeCmd() *cobra.Command {
@@ -54,7 +55,15 @@ func newServeCmd() *cobra.Command {
 	fl.DurationVar(&f.tokenLifetime, "token-lifetime", issuer.DefaultTokenLifetime, "token lifetime (exp - iat)")
 	fl.StringVar(&f.adminAddr, "admin-addr", "", "listen address of the authenticated admin API (off when empty; never the public listener)")
 	fl.StringVar(&f.adminCredential, "admin-credential", "", "file holding the admin bearer credential (at least 16 bytes)")
+	fl.StringSliceVar(&f.ak.roots, "ak-roots", nil, "PEM/DER file(s) of root CAs that AK certificates must chain to (repeatable; combinable with --ak-allowlist)")
+	fl.StringSliceVar(&f.ak.intermediates, "ak-intermediates", nil, "PEM/DER file(s) of intermediate CAs for --ak-roots (repeatable)")
+	fl.StringSliceVar(&f.ak.ekRoots, "ek-roots", nil, "PEM/DER file(s) of EK certificate roots: turns on EK enrollment (POST /v1/enroll) (repeatable)")
+	fl.StringSliceVar(&f.ak.ekIntermediates, "ek-intermediates", nil, "PEM/DER file(s) of intermediate CAs for --ek-roots (repeatable)")
+	fl.StringVar(&f.ak.ekAllowlist, "ek-allowlist", "", "file of pinned EK public keys (PEM or JWKS) for TPMs without an EK certificate: turns on EK enrollment")
 	cmd.MarkFlagsMutuallyExclusive("ak-allowlist", "trust-any-ak")
+	cmd.MarkFlagsMutuallyExclusive("ak-roots", "trust-any-ak")
+	cmd.MarkFlagsMutuallyExclusive("ek-roots", "trust-any-ak")
+	cmd.MarkFlagsMutuallyExclusive("ek-allowlist", "trust-any-ak")
 	cmd.MarkFlagsRequiredTogether("admin-addr", "admin-credential")
 	return cmd
 }
@@ -128,21 +137,24 @@ func runServe(ctx context.Context, f serveFlags) error {
 }
 
 func buildIssuer(ctx context.Context, f serveFlags, url string) (*issuer.Issuer, func(), error) {
-	var trust evidence.AKTrust
-	switch {
-	case f.trustAny:
-		trust = evidence.AnyAK{}
-	case f.allowlist != "":
-		al, err := evidence.LoadAllowlist(f.allowlist)
-		if err != nil {
-			return nil, nil, err
-		}
-		trust = al
-	default:
-		return nil, nil, errors.New("no AK trust configured: pass --ak-allowlist FILE (or --trust-any-ak for a demo)")
+	nonces, clocks, closeFn, err := openStores(ctx, f.redisURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	aks, _ := nonces.(store.AKStore)
+	trust, allow, err := buildAKTrust(f, aks, f.adminAddr != "" || f.ak.enrollOn())
+	if err != nil {
+		closeFn()
+		return nil, nil, err
+	}
+	enr, err := buildEnroller(f.ak, nonces, allow)
+	if err != nil {
+		closeFn()
+		return nil, nil, err
 	}
 	ev, err := evidence.NewVerifier(evidence.Options{AKTrust: trust})
 	if err != nil {
+		closeFn()
 		return nil, nil, err
 	}
 	var key *jwks.Key
@@ -152,20 +164,18 @@ func buildIssuer(ctx context.Context, f serveFlags, url string) (*issuer.Issuer,
 		key, err = jwks.GenerateKey(jose.SignatureAlgorithm(f.alg))
 	}
 	if err != nil {
+		closeFn()
 		return nil, nil, err
 	}
 	pol := &policy.Reference{}
 	if f.policyFile != "" {
 		if pol, err = policy.LoadReference(f.policyFile); err != nil {
+			closeFn()
 			return nil, nil, err
 		}
 	}
-	nonces, clocks, closeFn, err := openStores(ctx, f.redisURL)
-	if err != nil {
-		return nil, nil, err
-	}
 	is, err := issuer.New(issuer.Config{
-		URL: url, Keyring: jwks.NewKeyring(key), Nonces: nonces, Clocks: clocks,
+		URL: url, Keyring: jwks.NewKeyring(key), Nonces: nonces, Clocks: clocks, Allowlist: allow, Enroll: enr,
 		Evidence: ev, Policy: pol, NonceTTL: f.nonceTTL, TokenLifetime: f.tokenLifetime,
 		Audiences: f.audiences, Log: logger(),
 	})

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 
 	"crypto"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"github.com/passport-attest/passport/api"
@@ -24,6 +25,7 @@ import (
 	"net/http/httptest"
 
 	"github.com/passport-attest/passport/attester"
+	"github.com/passport-attest/passport/enroll"
 	"github.com/passport-attest/passport/evidence"
 	"github.com/passport-attest/passport/issuer"
 	"github.com/passport-attest/passport/jwks"
@@ -148,11 +150,21 @@ func Attester(t testing.TB, logName string) *attester.Attester {
 // reference policy, ES256 key, real clock.
 type IssuerOptions struct {
 	TrustAKs []crypto.PublicKey
-	Nonces   store.NonceStore
-	Clocks   store.ClockStore
-	Policy   policy.Appraiser
-	Now      func() time.Time
-	Lifetime time.Duration
+	// AKTrust, when set, replaces the allowlist of TrustAKs.
+	AKTrust evidence.AKTrust
+	// Allowlist, when set, is the issuer's Config.Allowlist (admin API, enrollment) and, unless
+	// AKTrust is set, its AK trust.
+	Allowlist *evidence.Allowlist
+	// PinnedEKs and EKRoots, when either is set, turn EK enrollment on; enrolled AKs go to
+	// Allowlist, created on AKs (default: a memory store) when nil.
+	PinnedEKs []crypto.PublicKey
+	EKRoots   []*x509.Certificate
+	AKs       store.AKStore
+	Nonces    store.NonceStore
+	Clocks    store.ClockStore
+	Policy    policy.Appraiser
+	Now       func() time.Time
+	Lifetime  time.Duration
 	// Audiences is issuer.Config.Audiences (empty: any audience).
 	Audiences []string
 }
@@ -168,11 +180,28 @@ type Server struct {
 // Issuer starts an issuer over httptest, closed at the end of the test.
 func Issuer(t testing.TB, o IssuerOptions) *Server {
 	t.Helper()
-	allow, err := evidence.NewAllowlist(o.TrustAKs...)
-	if err != nil {
-		t.Fatal(err)
+	if (len(o.PinnedEKs) > 0 || len(o.EKRoots) > 0) && o.Allowlist == nil {
+		if o.AKs == nil {
+			o.AKs = memory.New()
+		}
+		al, err := evidence.NewStoredAllowlist(o.AKs, o.TrustAKs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Allowlist = al
 	}
-	ev, err := evidence.NewVerifier(evidence.Options{AKTrust: allow})
+	var trust evidence.AKTrust = o.AKTrust
+	if trust == nil && o.Allowlist != nil {
+		trust = o.Allowlist
+	}
+	if trust == nil {
+		allow, err := evidence.NewAllowlist(o.TrustAKs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		trust = allow
+	}
+	ev, err := evidence.NewVerifier(evidence.Options{AKTrust: trust})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,11 +224,17 @@ func Issuer(t testing.TB, o IssuerOptions) *Server {
 	if o.Policy == nil {
 		o.Policy = &policy.Reference{}
 	}
+	var enr *enroll.Enroller
+	if len(o.PinnedEKs) > 0 || len(o.EKRoots) > 0 {
+		if enr, err = enroll.New(enroll.Config{EKRoots: o.EKRoots, PinnedEKs: o.PinnedEKs, Sessions: o.Nonces, Allowlist: o.Allowlist, Now: o.Now}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Start()
 	t.Cleanup(srv.Close)
 	is, err := issuer.New(issuer.Config{
-		URL: srv.URL, Keyring: ring, Nonces: o.Nonces, Clocks: o.Clocks, Evidence: ev,
+		URL: srv.URL, Keyring: ring, Nonces: o.Nonces, Clocks: o.Clocks, Evidence: ev, Allowlist: o.Allowlist, Enroll: enr,
 		Policy: o.Policy, Now: o.Now, TokenLifetime: o.Lifetime, Audiences: o.Audiences,
 	})
 	if err != nil {

@@ -93,6 +93,9 @@ type Store struct {
 	nonces    map[digest]nonceEntry
 	clocks    map[digest]clockEntry
 	nextSweep time.Time
+
+	akMu sync.Mutex        // guards aks (store.AKStore, aks.go)
+	aks  map[string][]byte // AK id -> record
 }
 
 var (

@@ -128,3 +128,7 @@ func BenchmarkNonceRoundTrip(b *testing.B) {
 		}
 	}
 }
+
+func TestAKStore(t *testing.T) {
+	storetest.RunAKStore(t, func(t *testing.T) store.AKStore { return New() })
+}

@@ -425,3 +425,8 @@ func BenchmarkNonceRoundTrip(b *testing.B) {
 		}
 	}
 }
+
+func TestAKStore(t *testing.T) {
+	c := requireRedis(t)
+	storetest.RunAKStore(t, func(t *testing.T) store.AKStore { return New(c, testPrefix(t, c)) })
+}

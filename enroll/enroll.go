@@ -1,0 +1,253 @@
+// Package enroll makes an attestation key trusted on the strength of its TPM's endorsement key
+// (EK), for machines whose AK has neither a pin nor a certificate: the issuer checks the EK
+// (its certificate chains to a configured EK root, TCG EK Credential Profile section 2.2.1,
+// or its public key is pinned), then proves that the AK lives in the same TPM with
+// TPM2_MakeCredential / TPM2_ActivateCredential (TPM 2.0 Part 1 section 24): it encrypts a
+// random secret to the EK, bound to the AK's name (nameAlg digest of its TPMT_PUBLIC), and
+// only a TPM holding both the EK's private key and a loaded object of exactly that name (hence
+// those attributes: restricted, fixedTPM) releases it. The secret coming back proves it; the
+// AK is then recorded in the evidence.Allowlist as TrustEnrolled, one AK per EK.
+//
+// The credential is generated with go-tpm's legacy/tpm2/credactivation (server-side
+// TPM2_MakeCredential); nothing here is hand-rolled cryptography.
+package enroll
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/go-tpm-tools/server"
+	"github.com/google/go-tpm/legacy/tpm2"
+	"github.com/google/go-tpm/legacy/tpm2/credactivation"
+
+	"github.com/passport-attest/passport/api"
+	"github.com/passport-attest/passport/evidence"
+	"github.com/passport-attest/passport/store"
+)
+
+// DefaultTTL is how long an enrollment challenge stays open.
+const DefaultTTL = 60 * time.Second
+
+// secretSize is the credential's length: one SHA-256 digest, the size go-attestation uses.
+const secretSize = 32
+
+// Sentinel errors; Status maps them to HTTP.
+var (
+	ErrBadRequest        = errors.New("enroll: bad request")
+	ErrUntrustedEK       = errors.New("enroll: endorsement key not trusted")
+	ErrActivation        = errors.New("enroll: credential activation failed: the secret is wrong")
+	ErrEnrollmentUnknown = errors.New("enroll: enrollment unknown, expired or already used")
+)
+
+// Config wires an Enroller. Sessions and Allowlist are required, and at least one of EKRoots
+// and PinnedEKs.
+type Config struct {
+	// EKRoots and EKIntermediates: EK certificates must chain to one of EKRoots.
+	EKRoots, EKIntermediates []*x509.Certificate
+	// PinnedEKs are EK public keys trusted as they are (TPMs without an EK certificate, such
+	// as the simulator).
+	PinnedEKs []crypto.PublicKey
+	// Sessions keeps open enrollments, single use (a NonceStore: memory or Redis).
+	Sessions store.NonceStore
+	// Allowlist records enrolled AKs.
+	Allowlist *evidence.Allowlist
+	// TTL of an enrollment challenge (default DefaultTTL).
+	TTL time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Enroller runs the two steps of EK enrollment. It is safe for concurrent use.
+type Enroller struct {
+	cfg    Config
+	pinned []string // thumbprints of PinnedEKs
+}
+
+// New checks cfg and returns an Enroller.
+func New(cfg Config) (*Enroller, error) {
+	switch {
+	case cfg.Sessions == nil:
+		return nil, errors.New("enroll: a session store is required")
+	case cfg.Allowlist == nil:
+		return nil, errors.New("enroll: an allowlist is required")
+	case len(cfg.EKRoots) == 0 && len(cfg.PinnedEKs) == 0:
+		return nil, errors.New("enroll: no EK trust configured (EK roots or pinned EKs)")
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	e := &Enroller{cfg: cfg}
+	for _, k := range cfg.PinnedEKs {
+		id, err := evidence.Thumbprint(k)
+		if err != nil {
+			return nil, err
+		}
+		e.pinned = append(e.pinned, id)
+	}
+	return e, nil
+}
+
+// session is what an open enrollment remembers (the secret only as its SHA-256).
+type session struct {
+	SecretDigest []byte `json:"secret_sha256"`
+	AKPub        []byte `json:"ak_pub"`
+	EK           string `json:"ek"`
+}
+
+// Start checks the EK (certificate chain or pin) and the AK's public area (a restricted
+// signing key, evidence.CheckAKAttributes), and returns a credential for the AK's name
+// encrypted to the EK. Errors wrap ErrBadRequest, ErrUntrustedEK or store.ErrUnavailable.
+func (e *Enroller) Start(ctx context.Context, req *api.EnrollRequest) (*api.EnrollChallenge, error) {
+	if req == nil || len(req.EKPub) == 0 || len(req.AKPub) == 0 {
+		return nil, fmt.Errorf("%w: ek_pub and ak_pub are required", ErrBadRequest)
+	}
+	ekArea, err := tpm2.DecodePublic(req.EKPub)
+	if err != nil {
+		return nil, fmt.Errorf("%w: EK public area: %w", ErrBadRequest, err)
+	}
+	ek, err := ekArea.Key()
+	if err != nil {
+		return nil, fmt.Errorf("%w: EK public key: %w", ErrBadRequest, err)
+	}
+	ekID, err := e.trustEK(ek, req.EKCert)
+	if err != nil {
+		return nil, err
+	}
+	sym, err := ekSymmetricSize(ekArea)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	akArea, err := tpm2.DecodePublic(req.AKPub)
+	if err != nil {
+		return nil, fmt.Errorf("%w: AK public area: %w", ErrBadRequest, err)
+	}
+	if _, err := akArea.Key(); err != nil {
+		return nil, fmt.Errorf("%w: AK public key: %w", ErrBadRequest, err)
+	}
+	if err := evidence.CheckAKAttributes(akArea); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	name, err := akArea.Name()
+	if err != nil || name.Digest == nil {
+		return nil, fmt.Errorf("%w: AK name: %v", ErrBadRequest, err)
+	}
+	secret := make([]byte, secretSize)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, err
+	}
+	cred, encSecret, err := credactivation.Generate(name.Digest, ek, sym, secret)
+	if err != nil {
+		return nil, fmt.Errorf("%w: MakeCredential: %w", ErrBadRequest, err)
+	}
+	digest := sha256.Sum256(secret)
+	val, err := json.Marshal(session{SecretDigest: digest[:], AKPub: req.AKPub, EK: ekID})
+	if err != nil {
+		return nil, err
+	}
+	id := make([]byte, 32)
+	if _, err := rand.Read(id); err != nil {
+		return nil, err
+	}
+	if err := e.cfg.Sessions.PutNonce(ctx, id, val, e.cfg.TTL); err != nil {
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	return &api.EnrollChallenge{ID: id, Credential: cred, Secret: encSecret,
+		ExpiresAt: e.cfg.Now().Add(e.cfg.TTL).UTC().Truncate(time.Millisecond)}, nil
+}
+
+// trustEK returns the EK's thumbprint when its certificate chains to the EK roots and
+// certifies this very key, or when the key is pinned; else an error wrapping ErrUntrustedEK.
+func (e *Enroller) trustEK(ek crypto.PublicKey, certDER []byte) (string, error) {
+	id, err := evidence.Thumbprint(ek)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	if len(certDER) > 0 && len(e.cfg.EKRoots) > 0 {
+		cert, err := x509.ParseCertificate(certDER)
+		if err != nil {
+			return "", fmt.Errorf("%w: EK certificate: %w", ErrBadRequest, err)
+		}
+		if cid, err := evidence.Thumbprint(cert.PublicKey); err != nil || cid != id {
+			return "", fmt.Errorf("%w: the EK certificate certifies another key", ErrUntrustedEK)
+		}
+		// The TCG EK Credential Profile's critical SAN (TPM manufacturer, model, version) is
+		// handled as go-tpm-tools does for AK certificates.
+		if err := server.VerifyAKCert(cert, e.cfg.EKRoots, e.cfg.EKIntermediates); err != nil {
+			return "", fmt.Errorf("%w: %w", ErrUntrustedEK, err)
+		}
+		return id, nil
+	}
+	if slices.Contains(e.pinned, id) {
+		return id, nil
+	}
+	return "", fmt.Errorf("%w: EK %s has no certificate chaining to a configured root and is not pinned", ErrUntrustedEK, id)
+}
+
+// ekSymmetricSize is the key size in bytes of the EK's symmetric scheme (AES-128 in the TCG
+// default EK templates): TPM2_ActivateCredential derives the credential key with it.
+func ekSymmetricSize(ek tpm2.Public) (int, error) {
+	var sym *tpm2.SymScheme
+	switch {
+	case ek.RSAParameters != nil:
+		sym = ek.RSAParameters.Symmetric
+	case ek.ECCParameters != nil:
+		sym = ek.ECCParameters.Symmetric
+	}
+	if sym == nil || sym.Alg != tpm2.AlgAES || sym.KeyBits == 0 {
+		return 0, errors.New("the EK is not a storage key with an AES symmetric scheme")
+	}
+	if ek.Attributes&(tpm2.FlagRestricted|tpm2.FlagDecrypt) != tpm2.FlagRestricted|tpm2.FlagDecrypt {
+		return 0, errors.New("the EK is not a restricted decryption key")
+	}
+	return int(sym.KeyBits) / 8, nil
+}
+
+// Finish consumes the enrollment (single use) and, when the secret is the one Start encrypted
+// (constant-time comparison of SHA-256 digests), pins the AK as TrustEnrolled. Errors wrap
+// ErrBadRequest, ErrEnrollmentUnknown, ErrActivation or store.ErrUnavailable; a wrong secret
+// burns the enrollment.
+func (e *Enroller) Finish(ctx context.Context, req *api.ActivateRequest) (*api.EnrollResponse, error) {
+	if req == nil || len(req.ID) != 32 || len(req.Secret) == 0 || len(req.Secret) > 64 {
+		return nil, fmt.Errorf("%w: enrollment_id (32 bytes) and secret (1..64 bytes) are required", ErrBadRequest)
+	}
+	val, err := e.cfg.Sessions.ConsumeNonce(ctx, req.ID)
+	if err != nil {
+		if errors.Is(err, store.ErrNonceUnknown) {
+			return nil, ErrEnrollmentUnknown
+		}
+		return nil, fmt.Errorf("enroll: %w", err)
+	}
+	var s session
+	if err := json.Unmarshal(val, &s); err != nil {
+		return nil, fmt.Errorf("enroll: stored enrollment: %w", store.ErrUnavailable)
+	}
+	got := sha256.Sum256(req.Secret)
+	if subtle.ConstantTimeCompare(got[:], s.SecretDigest) != 1 {
+		return nil, ErrActivation
+	}
+	area, err := tpm2.DecodePublic(s.AKPub)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: stored AK: %w", err)
+	}
+	ak, err := area.Key()
+	if err != nil {
+		return nil, fmt.Errorf("enroll: stored AK: %w", err)
+	}
+	rec, err := e.cfg.Allowlist.Pin(ctx, ak, evidence.TrustEnrolled, "enroll", s.EK)
+	if err != nil {
+		return nil, err
+	}
+	return &api.EnrollResponse{AKID: rec.ID}, nil
+}

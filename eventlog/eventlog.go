@@ -1,0 +1,182 @@
+// Package eventlog parses and replays TCG PC Client firmware event logs (the
+// binary_bios_measurements a Linux kernel exposes) and summarises the measured boot they record.
+//
+// Parsing is go-eventlog's tcg parser (crypto-agile logs, TCG PC Client Platform Firmware
+// Profile (PFP) section 10.2.1 and the "Spec ID Event03" header of section 10.4.5.1, and legacy
+// SHA-1 logs, section 10.2.2); this package never decodes the log's framing itself. On top of
+// it, Replay computes the PCR values a log extends to, per bank (TPM 2.0 Part 1 section 17.2:
+// new = H(old || digest)), applying the rules of PFP section 10.4.5.3 (StartupLocality: PCR0
+// starts from the locality of TPM2_Startup) and of the H-CRTM event (PCR0 restarts at 4), and
+// Summarise reads the measured-boot state through go-eventlog's extract package.
+//
+// Bounds: Parse refuses logs over MaxSize bytes. The parser allocates each event's digests and
+// data only after checking that the input still holds them, so memory stays O(len(log)) and
+// time O(len(log)) per bank, whatever the size fields of a malformed log say.
+package eventlog
+
+import (
+	"bytes"
+	"crypto"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/google/go-eventlog/register"
+	"github.com/google/go-eventlog/tcg"
+)
+
+// MaxSize bounds the logs Parse accepts: 4 MiB. Firmware logs are tens of kilobytes (the
+// largest real log in our test data is 72 KB); Linux exposes at most the ACPI TPM2 table's log
+// area (typically 64 KiB to 1 MiB). The issuer's evidence cap (evidence.MaxAttestationSize,
+// 3 MiB) is below it.
+const MaxSize = 4 << 20
+
+// ErrTooLarge is returned (wrapped) by Parse for a log over MaxSize bytes.
+var ErrTooLarge = errors.New("eventlog: log larger than MaxSize")
+
+// ErrEmpty is returned (wrapped) by Parse for an empty log.
+var ErrEmpty = errors.New("eventlog: empty log")
+
+// ErrNoBank is returned (wrapped) by Replay for a bank the log carries no digests for.
+var ErrNoBank = errors.New("eventlog: the log carries no digests for this bank")
+
+// Bank names a PCR bank by its hash algorithm, as tpm2-tools and our JSON print it.
+type Bank string
+
+// The banks a TCG PC Client log can carry and this package replays.
+const (
+	SHA1   Bank = "sha1"
+	SHA256 Bank = "sha256"
+	SHA384 Bank = "sha384"
+)
+
+// ParseBank returns the Bank for "sha1", "sha256" or "sha384".
+func ParseBank(s string) (Bank, error) {
+	switch b := Bank(s); b {
+	case SHA1, SHA256, SHA384:
+		return b, nil
+	}
+	return "", fmt.Errorf("eventlog: unknown bank %q (want sha1, sha256 or sha384)", s)
+}
+
+// Hash returns the bank's hash function.
+func (b Bank) Hash() crypto.Hash {
+	switch b {
+	case SHA1:
+		return crypto.SHA1
+	case SHA256:
+		return crypto.SHA256
+	case SHA384:
+		return crypto.SHA384
+	}
+	return 0
+}
+
+func bankOf(a register.HashAlg) (Bank, bool) {
+	switch a {
+	case register.HashSHA1:
+		return SHA1, true
+	case register.HashSHA256:
+		return SHA256, true
+	case register.HashSHA384:
+		return SHA384, true
+	}
+	return "", false
+}
+
+// Event is one event of a parsed log. Nothing in it is trusted: only a replay that matches
+// PCR values signed by a TPM makes the digests meaningful, and the type and data are never
+// covered by a PCR at all.
+type Event struct {
+	// Seq is the event's 0-based position in the log. In a crypto-agile log the Spec ID Event
+	// is event 0 and the first returned event is 1 (tpm2_eventlog's EventNum).
+	Seq int
+	// PCR is the PCR index the event extends (0 to 23 on a PC Client TPM).
+	PCR int
+	// Type is the event type (PFP section 10.4.1), e.g. 0x80000003 EV_EFI_BOOT_SERVICES_APPLICATION.
+	Type tcg.EventType
+	// Data is the event data.
+	Data []byte
+	// Digests holds the event's digest for each bank the event carries one for.
+	Digests map[Bank][]byte
+}
+
+// TypeName is the TCG name of the event type, e.g. "EV_SEPARATOR", or "EventType(0x...)" for a
+// type the TCG does not define (vendor events).
+func (e Event) TypeName() string { return e.Type.TCGString() }
+
+// Log is a parsed TCG PC Client event log.
+type Log struct {
+	// CryptoAgile is true for a log that starts with a Spec ID Event03 (PFP 10.4.5.1), false for
+	// a legacy SHA-1 log.
+	CryptoAgile bool
+	// Banks lists the digest algorithms the log declares, in its order (SHA-1 only for a legacy
+	// log). Algorithms other than SHA-1, SHA-256 and SHA-384 are not listed.
+	Banks []Bank
+	// Events are every event after the Spec ID Event, EV_NO_ACTION events included.
+	Events []Event
+}
+
+// specIDSignature starts the data of a crypto-agile log's first event (PFP 10.4.5.1).
+var specIDSignature = []byte("Spec ID Event03\x00")
+
+// Parse parses a TCG PC Client event log with go-eventlog's tcg parser. It fails for an empty
+// log, one over MaxSize bytes, and any log the parser refuses (truncated events, sizes past
+// the end, unknown digest algorithms); trailing 0xFF padding after the last event is tolerated.
+func Parse(raw []byte) (*Log, error) {
+	if len(raw) == 0 {
+		return nil, ErrEmpty
+	}
+	if len(raw) > MaxSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(raw), MaxSize)
+	}
+	el, err := tcg.ParseEventLog(raw, tcg.ParseOpts{AllowPadding: true})
+	if err != nil {
+		return nil, fmt.Errorf("eventlog: parse: %w", err)
+	}
+	l := &Log{CryptoAgile: isCryptoAgile(raw)}
+	seq0 := 0
+	if l.CryptoAgile {
+		seq0 = 1
+	}
+	perBank := map[Bank][]tcg.Event{}
+	for _, a := range el.Algs {
+		b, ok := bankOf(a)
+		if !ok || slices.Contains(l.Banks, b) {
+			continue
+		}
+		l.Banks = append(l.Banks, b)
+		perBank[b] = el.Events(a)
+	}
+	if len(l.Banks) == 0 {
+		return nil, errors.New("eventlog: the log declares no SHA-1, SHA-256 or SHA-384 bank")
+	}
+	first := perBank[l.Banks[0]]
+	l.Events = make([]Event, len(first))
+	for i, e := range first {
+		ev := Event{Seq: i + seq0, PCR: e.Index, Type: e.Type, Data: e.Data, Digests: make(map[Bank][]byte, len(l.Banks))}
+		for _, b := range l.Banks {
+			if d := perBank[b][i].Digest; d != nil {
+				ev.Digests[b] = d
+			}
+		}
+		l.Events[i] = ev
+	}
+	return l, nil
+}
+
+// isCryptoAgile reports whether raw starts with a Spec ID Event03: its first event, in the
+// fixed-size legacy header format (PFP 10.2.2: PCR index, type, SHA-1 digest, size), is an
+// EV_NO_ACTION whose data starts with the signature. Parse has already parsed the log, so
+// only the type and the signature are looked at.
+func isCryptoAgile(raw []byte) bool {
+	const hdr = 32
+	if len(raw) < hdr+len(specIDSignature) {
+		return false
+	}
+	return binary.LittleEndian.Uint32(raw[4:8]) == uint32(tcg.NoAction) && bytes.HasPrefix(raw[hdr:], specIDSignature)
+}
+
+// HasBank reports whether the log declares bank b.
+func (l *Log) HasBank(b Bank) bool { return slices.Contains(l.Banks, b) }

@@ -1,0 +1,101 @@
+package evidence_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/go-jose/go-jose/v4"
+	pb "github.com/google/go-tpm-tools/proto/attest"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/passport-attest/passport/api"
+	"github.com/passport-attest/passport/evidence"
+	"github.com/passport-attest/passport/internal/forge"
+	"github.com/passport-attest/passport/internal/testenv"
+)
+
+// fuzzBinding is a fixed nonce and cnf key, so that fuzzed evidence can get past the binding
+// check into the quote, the library and the event rules.
+func fuzzBinding(t testing.TB) ([]byte, *jose.JSONWebKey) {
+	t.Helper()
+	// The P-256 example key of RFC 7517 appendix A.1: fixed across fuzz worker processes.
+	var cnf jose.JSONWebKey
+	if err := cnf.UnmarshalJSON([]byte(`{"kty":"EC","crv":"P-256","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"}`)); err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Repeat([]byte{0x42}, api.NonceSize), &cnf
+}
+
+// FuzzVerify feeds arbitrary attestation bytes to Verifier.Verify (trusting any AK, so that the
+// fuzzer reaches every check), seeded with correctly forged evidence over real logs. Nothing
+// may panic; a refusal must be an *evidence.Error; an acceptance must carry an AK and PCRs.
+func FuzzVerify(f *testing.F) {
+	nonce, cnf := fuzzBinding(f)
+	ak, err := forge.NewECC()
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, name := range []string{testenv.DefaultLog, "cos-101-amd-sev.bin", "gdc-host.bin"} {
+		ev, err := ak.AttestFor(nonce, cnf, testenv.EventLog(f, name), forge.Quote{})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(ev.Bytes())
+	}
+	v, err := evidence.NewVerifier(evidence.Options{AKTrust: evidence.AnyAK{}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, att []byte) {
+		st, err := v.Verify(context.Background(), nonce, cnf, att)
+		if err != nil {
+			if _, ok := err.(*evidence.Error); !ok {
+				t.Fatalf("refusal %v (%T) is not an *evidence.Error", err, err)
+			}
+			return
+		}
+		if st.AK == nil || len(st.PCRs) == 0 || len(st.LoggedPCRs) == 0 {
+			t.Fatalf("accepted state without AK or PCRs: %+v", st)
+		}
+	})
+}
+
+// FuzzVerifyParts fuzzes the attestation's fields separately (AK public area, quote, signature,
+// event log), which a whole-protobuf fuzzer rarely keeps well-formed enough to reach.
+func FuzzVerifyParts(f *testing.F) {
+	nonce, cnf := fuzzBinding(f)
+	ak, err := forge.NewECC()
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, name := range []string{testenv.DefaultLog, "ubuntu-2404-amd-sevsnp.bin"} {
+		ev, err := ak.AttestFor(nonce, cnf, testenv.EventLog(f, name), forge.Quote{})
+		if err != nil {
+			f.Fatal(err)
+		}
+		q := ev.Att.Quotes[0]
+		f.Add(ev.Att.AkPub, q.Quote, q.RawSig, ev.Att.EventLog)
+	}
+	v, err := evidence.NewVerifier(evidence.Options{AKTrust: evidence.AnyAK{}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	base, err := ak.AttestFor(nonce, cnf, testenv.EventLog(f, testenv.DefaultLog), forge.Quote{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, akPub, quote, sig, log []byte) {
+		att := proto.Clone(base.Att).(*pb.Attestation)
+		att.AkPub, att.Quotes[0].Quote, att.Quotes[0].RawSig, att.EventLog = akPub, quote, sig, log
+		raw, err := proto.Marshal(att)
+		if err != nil {
+			return
+		}
+		if _, err := v.Verify(context.Background(), nonce, cnf, raw); err != nil {
+			if _, ok := err.(*evidence.Error); !ok {
+				t.Fatalf("refusal %v (%T) is not an *evidence.Error", err, err)
+			}
+		}
+	})
+}

@@ -1,0 +1,282 @@
+package issuer_test
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"io"
+	"math/big"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/google/go-tpm/legacy/tpm2"
+
+	"github.com/passport-attest/passport/api"
+	"github.com/passport-attest/passport/attester"
+	"github.com/passport-attest/passport/evidence"
+	"github.com/passport-attest/passport/internal/forge"
+	"github.com/passport-attest/passport/internal/testenv"
+	"github.com/passport-attest/passport/store"
+	"github.com/passport-attest/passport/store/memory"
+)
+
+func ekPublic(t *testing.T, a *attester.Attester, ek attester.EK) crypto.PublicKey {
+	t.Helper()
+	req, err := a.EnrollRequest(ek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := tpm2.DecodePublic(req.EKPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := pub.Key()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// TestEnrollEndToEnd: the simulator's AK is unknown to the issuer; the issuer pins the
+// simulator's EK (it has no certificate); after TPM2_MakeCredential / ActivateCredential the
+// AK is trusted and attests. Both EK templates, both store backends.
+func TestEnrollEndToEnd(t *testing.T) {
+	a := testenv.Attester(t, testenv.DefaultLog)
+	type backend struct {
+		n  store.NonceStore
+		ak store.AKStore
+	}
+	backends := map[string]func(t *testing.T) backend{
+		"memory": func(*testing.T) backend { m := memory.New(); return backend{m, m} },
+		"redis":  func(t *testing.T) backend { r := testenv.Redis(t); return backend{r, r} },
+	}
+	for name, mk := range backends {
+		for _, ek := range []attester.EK{attester.EKRSA, attester.EKECC} {
+			t.Run(name+"/"+string(ek), func(t *testing.T) {
+				b := mk(t)
+				srv := testenv.Issuer(t, testenv.IssuerOptions{PinnedEKs: []crypto.PublicKey{ekPublic(t, a, ek)}, Nonces: b.n, AKs: b.ak})
+				c := &attester.Client{IssuerURL: srv.URL}
+				ctx := context.Background()
+				_, err := c.Attest(ctx, a, "test")
+				if status, got := code(t, err); status != http.StatusForbidden || got != "evidence_rejected_ak_trust" {
+					t.Fatalf("before enrollment: %d %s", status, got)
+				}
+				res, err := c.Enroll(ctx, a, ek)
+				if err != nil {
+					t.Fatalf("enroll: %v", err)
+				}
+				if _, err := c.Attest(ctx, a, "test"); err != nil {
+					t.Fatalf("attest after enrollment: %v", err)
+				}
+				if want, _ := evidenceThumbprint(a); res.AKID != want {
+					t.Fatalf("enrolled AK id %s, want %s", res.AKID, want)
+				}
+			})
+		}
+	}
+}
+
+// TestEnrollRefusals: an unpinned EK, an AK that is not in the EK's TPM, a wrong secret, a
+// replayed enrollment and a non-restricted AK are each refused, and none leaves an AK trusted.
+func TestEnrollRefusals(t *testing.T) {
+	a := testenv.Attester(t, testenv.DefaultLog)
+	ctx := context.Background()
+	ek := ekPublic(t, a, attester.EKRSA)
+	srv := testenv.Issuer(t, testenv.IssuerOptions{PinnedEKs: []crypto.PublicKey{ek}})
+	c := &attester.Client{IssuerURL: srv.URL}
+	post := func(path string, body, out any) error { return postJSON(ctx, srv.URL+path, body, out) }
+
+	t.Run("unpinned EK", func(t *testing.T) {
+		other := testenv.Issuer(t, testenv.IssuerOptions{PinnedEKs: []crypto.PublicKey{ekPublic(t, a, attester.EKECC)}})
+		_, err := (&attester.Client{IssuerURL: other.URL}).Enroll(ctx, a, attester.EKRSA)
+		if status, got := code(t, err); status != http.StatusForbidden || got != "ek_untrusted" {
+			t.Fatalf("%d %s", status, got)
+		}
+	})
+	t.Run("AK from another TPM", func(t *testing.T) {
+		foreign, err := forge.NewECC()
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, err := a.EnrollRequest(attester.EKRSA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if req.AKPub, err = foreign.Public.Encode(); err != nil {
+			t.Fatal(err)
+		}
+		var ch api.EnrollChallenge
+		if err := post(api.PathEnroll, req, &ch); err != nil {
+			t.Fatal(err) // the issuer cannot tell yet: the TPM will
+		}
+		if _, err := a.ActivateCredential(attester.EKRSA, &ch); err == nil {
+			t.Fatal("the TPM released a credential made for a key it does not hold")
+		}
+		guess := make([]byte, 32)
+		rand.Read(guess)
+		err = post(api.PathEnrollActivate, &api.ActivateRequest{ID: ch.ID, Secret: guess}, &api.EnrollResponse{})
+		if status, got := code(t, err); status != http.StatusForbidden || got != "activation_failed" {
+			t.Fatalf("guessed secret: %d %s", status, got)
+		}
+		ev, _ := foreign.Attest(testenv.EventLog(t, testenv.DefaultLog), forge.Quote{})
+		if _, err := srv.Issuer.Attest(ctx, &api.AttestRequest{Nonce: ev.Nonce, CNF: ev.CNF, Attestation: ev.Bytes(), Audience: "test"}); err == nil {
+			t.Fatal("foreign AK trusted")
+		}
+	})
+	t.Run("wrong secret burns the enrollment", func(t *testing.T) {
+		req, _ := a.EnrollRequest(attester.EKRSA)
+		var ch api.EnrollChallenge
+		if err := post(api.PathEnroll, req, &ch); err != nil {
+			t.Fatal(err)
+		}
+		secret, err := a.ActivateCredential(attester.EKRSA, &ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wrong := append([]byte(nil), secret...)
+		wrong[0] ^= 1
+		err = post(api.PathEnrollActivate, &api.ActivateRequest{ID: ch.ID, Secret: wrong}, &api.EnrollResponse{})
+		if status, got := code(t, err); status != http.StatusForbidden || got != "activation_failed" {
+			t.Fatalf("wrong secret: %d %s", status, got)
+		}
+		err = post(api.PathEnrollActivate, &api.ActivateRequest{ID: ch.ID, Secret: secret}, &api.EnrollResponse{})
+		if status, got := code(t, err); status != http.StatusConflict || got != "enrollment_unknown" {
+			t.Fatalf("right secret after a wrong one: %d %s", status, got)
+		}
+		if _, err := c.Attest(ctx, a, "test"); err == nil {
+			t.Fatal("AK trusted after a failed activation")
+		}
+	})
+	t.Run("replayed enrollment", func(t *testing.T) {
+		req, _ := a.EnrollRequest(attester.EKRSA)
+		var ch api.EnrollChallenge
+		if err := post(api.PathEnroll, req, &ch); err != nil {
+			t.Fatal(err)
+		}
+		secret, err := a.ActivateCredential(attester.EKRSA, &ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := post(api.PathEnrollActivate, &api.ActivateRequest{ID: ch.ID, Secret: secret}, &api.EnrollResponse{}); err != nil {
+			t.Fatal(err)
+		}
+		err = post(api.PathEnrollActivate, &api.ActivateRequest{ID: ch.ID, Secret: secret}, &api.EnrollResponse{})
+		if status, got := code(t, err); status != http.StatusConflict || got != "enrollment_unknown" {
+			t.Fatalf("replay: %d %s", status, got)
+		}
+	})
+	t.Run("AK that is not a restricted signing key", func(t *testing.T) {
+		loose, _ := forge.NewECC()
+		loose.Public.Attributes &^= tpm2.FlagRestricted
+		req, _ := a.EnrollRequest(attester.EKRSA)
+		req.AKPub, _ = loose.Public.Encode()
+		err := post(api.PathEnroll, req, &api.EnrollChallenge{})
+		if status, got := code(t, err); status != http.StatusBadRequest || got != "invalid_request" {
+			t.Fatalf("%d %s", status, got)
+		}
+	})
+}
+
+// TestEnrollEKCertificate: with no pin, an EK certificate chaining to a configured EK root and
+// certifying the TPM's EK enrolls; one for another key, or from another CA, does not.
+func TestEnrollEKCertificate(t *testing.T) {
+	a := testenv.Attester(t, testenv.DefaultLog)
+	ctx := context.Background()
+	ek := ekPublic(t, a, attester.EKRSA)
+	ca, caKey := testCA(t)
+	otherCA, otherKey := testCA(t)
+	srv := testenv.Issuer(t, testenv.IssuerOptions{EKRoots: []*x509.Certificate{ca}})
+	post := func(body any) error { return postJSON(ctx, srv.URL+api.PathEnroll, body, &api.EnrollChallenge{}) }
+	req, _ := a.EnrollRequest(attester.EKRSA)
+
+	req.EKCert = issue(t, ca, caKey, ek)
+	if err := post(req); err != nil {
+		t.Fatalf("EK certificate from the configured root: %v", err)
+	}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for name, cert := range map[string][]byte{
+		"certificate for another key": issue(t, ca, caKey, &other.PublicKey),
+		"certificate from another CA": issue(t, otherCA, otherKey, ek),
+		"no certificate, no pin":      nil,
+	} {
+		req.EKCert = cert
+		if status, got := code(t, post(req)); status != http.StatusForbidden || got != "ek_untrusted" {
+			t.Fatalf("%s: %d %s", name, status, got)
+		}
+	}
+	req.EKCert = issue(t, ca, caKey, ek)
+	c := &attester.Client{IssuerURL: srv.URL}
+	var ch api.EnrollChallenge
+	if err := postJSON(ctx, srv.URL+api.PathEnroll, req, &ch); err != nil {
+		t.Fatal(err)
+	}
+	secret, err := a.ActivateCredential(attester.EKRSA, &ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := postJSON(ctx, srv.URL+api.PathEnrollActivate, &api.ActivateRequest{ID: ch.ID, Secret: secret}, &api.EnrollResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Attest(ctx, a, "test"); err != nil {
+		t.Fatalf("attest after certificate enrollment: %v", err)
+	}
+}
+
+func testCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test EK root"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	return c, k
+}
+
+func issue(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, pub crypto.PublicKey) []byte {
+	t.Helper()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageKeyEncipherment}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, pub, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// postJSON posts body to url and decodes a 2xx answer into out; a refusal is an
+// *attester.HTTPError, like the attester client's.
+func postJSON(ctx context.Context, url string, body, out any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		var e api.Error
+		_ = json.Unmarshal(data, &e)
+		return &attester.HTTPError{Status: resp.StatusCode, Err: &e}
+	}
+	return json.Unmarshal(data, out)
+}
+
+func evidenceThumbprint(a *attester.Attester) (string, error) {
+	return evidence.Thumbprint(a.AKPublic())
+}
