@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
+	"github.com/passport-attest/passport/config"
 	"github.com/passport-attest/passport/evidence"
 	"github.com/passport-attest/passport/issuer"
 	"github.com/passport-attest/passport/jwks"
@@ -22,50 +24,58 @@ import (
 	redisstore "github.com/passport-attest/passport/store/redis"
 )
 
+// serveFlags is serve's configuration: config.Serve (one YAML file, PASSPORT_* variables and
+// flags; see package config). Fields other features add sit beside it.
 type serveFlags struct {
-	addr, issuerURL, redisURL, allowlist, signingKey, alg, policyFile string
-	adminAddr, adminCredential                                        string
-	trustAny                                                          bool
-	audiences                                                         []string
-	nonceTTL, tokenLifetime                                           time.Duration
+	config.Serve
 }
 
 func newServeCmd() *cobra.Command {
-	var f serveFlags
+	f := serveFlags{Serve: config.DefaultServe()}
+	var cfgPath string
+	var printCfg bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the issuer: challenges, evidence appraisal, tokens, JWKS and discovery",
-		Args:  cobra.NoArgs,
+		Long: "Run the issuer. Every flag is also a key of the serve section of --config FILE and an\n" +
+			"environment variable PASSPORT_<FLAG> (upper case, '-' as '_'); flags win over the\n" +
+			"environment, which wins over the file.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfgPath == "" {
+				cfgPath = os.Getenv(config.EnvConfig)
+			}
+			src, err := config.Load(cmd.Flags(), config.SectionServe, cfgPath, os.Getenv)
+			err = errors.Join(err, f.Validate())
+			if printCfg {
+				if perr := config.Print(cmd.OutOrStdout(), cmd.Flags(), config.SectionServe, src); perr != nil {
+					return perr
+				}
+				if err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "# serve would refuse this configuration:\n%v\n", err)
+				}
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("invalid configuration:\n%w", err)
+			}
 			return runServe(cmd.Context(), f)
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.addr, "addr", "127.0.0.1:8443", "listen address HOST:PORT")
-	fl.StringVar(&f.issuerURL, "issuer-url", "", "iss of minted tokens and base of discovery (default http://ADDR)")
-	fl.StringVar(&f.redisURL, "redis", "", "Redis URL (redis://host:port/db) for nonces; in-memory when empty")
-	fl.StringVar(&f.allowlist, "ak-allowlist", "", "file of trusted AK public keys (PEM PUBLIC KEY blocks or JWKS)")
-	fl.BoolVar(&f.trustAny, "trust-any-ak", false, "trust every attestation key (demo only: tokens then prove nothing about the hardware)")
-	fl.StringVar(&f.signingKey, "signing-key", "", "PEM private key (PKCS#8 or SEC 1) to sign tokens; generated at start when empty")
-	fl.StringVar(&f.alg, "alg", "ES256", "signing algorithm for a generated key: ES256, ES384, EdDSA, PS256, RS256")
-	fl.StringVar(&f.policyFile, "policy", "", "reference-value policy file (YAML); without it any verified evidence is affirmed")
-	fl.StringSliceVar(&f.audiences, "audience", nil, "audiences tokens may be minted for (repeatable); any when unset")
-	fl.DurationVar(&f.nonceTTL, "nonce-ttl", issuer.DefaultNonceTTL, "challenge lifetime")
-	fl.DurationVar(&f.tokenLifetime, "token-lifetime", issuer.DefaultTokenLifetime, "token lifetime (exp - iat)")
-	fl.StringVar(&f.adminAddr, "admin-addr", "", "listen address of the authenticated admin API (off when empty; never the public listener)")
-	fl.StringVar(&f.adminCredential, "admin-credential", "", "file holding the admin bearer credential (at least 16 bytes)")
-	cmd.MarkFlagsMutuallyExclusive("ak-allowlist", "trust-any-ak")
-	cmd.MarkFlagsRequiredTogether("admin-addr", "admin-credential")
+	fl.SortFlags = false
+	f.RegisterFlags(fl)
+	config.RegisterMeta(fl, &cfgPath, &printCfg)
 	return cmd
 }
 
 func runServe(ctx context.Context, f serveFlags) error {
 	log := logger()
-	ln, err := net.Listen("tcp", f.addr)
+	ln, err := net.Listen("tcp", f.Addr)
 	if err != nil {
 		return err
 	}
-	url := f.issuerURL
+	url := f.IssuerURL
 	if url == "" {
 		url = "http://" + ln.Addr().String()
 	}
@@ -75,7 +85,7 @@ func runServe(ctx context.Context, f serveFlags) error {
 		return err
 	}
 	defer closeStores()
-	if f.trustAny {
+	if f.TrustAnyAK {
 		log.Warn("--trust-any-ak: every attestation key is trusted; tokens prove nothing about the hardware. Never use this in production.")
 	}
 	srv := &http.Server{
@@ -87,17 +97,17 @@ func runServe(ctx context.Context, f serveFlags) error {
 	}
 	servers := []*http.Server{srv}
 	errc := make(chan error, 2)
-	if f.adminAddr != "" {
-		auth, err := issuer.LoadAdminCredential(f.adminCredential)
+	if f.AdminAddr != "" {
+		auth, err := issuer.LoadAdminCredential(f.AdminCredential)
 		if err != nil {
 			ln.Close()
 			return err
 		}
-		if f.adminAddr == f.addr {
+		if f.AdminAddr == f.Addr {
 			ln.Close()
 			return errors.New("--admin-addr must differ from --addr: the admin API never shares the public listener")
 		}
-		aln, err := net.Listen("tcp", f.adminAddr)
+		aln, err := net.Listen("tcp", f.AdminAddr)
 		if err != nil {
 			ln.Close()
 			return err
@@ -130,10 +140,10 @@ func runServe(ctx context.Context, f serveFlags) error {
 func buildIssuer(ctx context.Context, f serveFlags, url string) (*issuer.Issuer, func(), error) {
 	var trust evidence.AKTrust
 	switch {
-	case f.trustAny:
+	case f.TrustAnyAK:
 		trust = evidence.AnyAK{}
-	case f.allowlist != "":
-		al, err := evidence.LoadAllowlist(f.allowlist)
+	case f.AKAllowlist != "":
+		al, err := evidence.LoadAllowlist(f.AKAllowlist)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -146,28 +156,28 @@ func buildIssuer(ctx context.Context, f serveFlags, url string) (*issuer.Issuer,
 		return nil, nil, err
 	}
 	var key *jwks.Key
-	if f.signingKey != "" {
-		key, err = jwks.LoadKeyFile(f.signingKey, "")
+	if f.SigningKey != "" {
+		key, err = jwks.LoadKeyFile(f.SigningKey, "")
 	} else {
-		key, err = jwks.GenerateKey(jose.SignatureAlgorithm(f.alg))
+		key, err = jwks.GenerateKey(jose.SignatureAlgorithm(f.Alg))
 	}
 	if err != nil {
 		return nil, nil, err
 	}
 	pol := &policy.Reference{}
-	if f.policyFile != "" {
-		if pol, err = policy.LoadReference(f.policyFile); err != nil {
+	if f.Policy != "" {
+		if pol, err = policy.LoadReference(f.Policy); err != nil {
 			return nil, nil, err
 		}
 	}
-	nonces, clocks, closeFn, err := openStores(ctx, f.redisURL)
+	nonces, clocks, closeFn, err := openStores(ctx, f.Redis)
 	if err != nil {
 		return nil, nil, err
 	}
 	is, err := issuer.New(issuer.Config{
 		URL: url, Keyring: jwks.NewKeyring(key), Nonces: nonces, Clocks: clocks,
-		Evidence: ev, Policy: pol, NonceTTL: f.nonceTTL, TokenLifetime: f.tokenLifetime,
-		Audiences: f.audiences, Log: logger(),
+		Evidence: ev, Policy: pol, NonceTTL: f.NonceTTL, TokenLifetime: f.TokenLifetime,
+		Audiences: f.Audiences, Log: logger(),
 	})
 	if err != nil {
 		closeFn()
