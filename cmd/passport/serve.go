@@ -2,10 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -19,9 +20,11 @@ import (
 	"github.com/passport-attest/passport/issuer"
 	"github.com/passport-attest/passport/jwks"
 	"github.com/passport-attest/passport/policy"
+	"github.com/passport-attest/passport/serving"
 	"github.com/passport-attest/passport/store"
 	"github.com/passport-attest/passport/store/memory"
 	redisstore "github.com/passport-attest/passport/store/redis"
+	"github.com/passport-attest/passport/tlsreload"
 )
 
 // serveFlags is serve's configuration: config.Serve (one YAML file, PASSPORT_* variables and
@@ -69,72 +72,72 @@ func newServeCmd() *cobra.Command {
 	return cmd
 }
 
-func runServe(ctx context.Context, f serveFlags) error {
+func runServe(ctx context.Context, f serveFlags) (err error) {
 	log := logger()
+	var closers []func()
+	defer func() {
+		if err != nil {
+			for _, c := range closers {
+				c()
+			}
+		}
+	}()
 	ln, err := net.Listen("tcp", f.Addr)
+	if err != nil {
+		return err
+	}
+	closers = append(closers, func() { ln.Close() })
+	pubTLS, err := serverTLS(f.TLS, "", log)
 	if err != nil {
 		return err
 	}
 	url := f.IssuerURL
 	if url == "" {
 		url = "http://" + ln.Addr().String()
+		if pubTLS != nil {
+			url = "https://" + ln.Addr().String()
+		}
 	}
 	is, closeStores, err := buildIssuer(ctx, f, strings.TrimRight(url, "/"))
 	if err != nil {
-		ln.Close()
 		return err
 	}
 	defer closeStores()
 	if f.TrustAnyAK {
 		log.Warn("--trust-any-ak: every attestation key is trusted; tokens prove nothing about the hardware. Never use this in production.")
 	}
-	srv := &http.Server{
-		Handler:           is.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-	}
-	servers := []*http.Server{srv}
-	errc := make(chan error, 2)
+	servers := []*serving.Server{serving.New("public", ln, is.Handler(), f.Server, pubTLS, log)}
 	if f.AdminAddr != "" {
 		auth, err := issuer.LoadAdminCredential(f.AdminCredential)
 		if err != nil {
-			ln.Close()
 			return err
 		}
-		if f.AdminAddr == f.Addr {
-			ln.Close()
-			return errors.New("--admin-addr must differ from --addr: the admin API never shares the public listener")
+		adminTLS, err := serverTLS(f.AdminTLS, f.AdminClientCA, log)
+		if err != nil {
+			return err
 		}
 		aln, err := net.Listen("tcp", f.AdminAddr)
 		if err != nil {
-			ln.Close()
 			return err
 		}
-		asrv := &http.Server{Handler: is.AdminHandler(auth), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
-		servers = append(servers, asrv)
-		log.Info("admin API listening", "addr", aln.Addr().String())
-		go func() { errc <- asrv.Serve(aln) }()
+		closers = append(closers, func() { aln.Close() })
+		servers = append(servers, serving.New("admin", aln, is.AdminHandler(auth), f.Server, adminTLS, log))
 	}
-	log.Info("issuer listening", "addr", ln.Addr().String(), "issuer", url)
-	go func() { errc <- srv.Serve(ln) }()
-	err = nil
-	select {
-	case err = <-errc:
-	case <-ctx.Done():
+	log.Info("issuer ready", "issuer", url)
+	return serving.Run(ctx, log, f.Server.ShutdownTimeout, servers...)
+}
+
+// serverTLS returns the TLS configuration of a listener (certificate reloaded when its files
+// change; client certificates required when clientCA is set), or nil for plain HTTP.
+func serverTLS(t config.TLS, clientCA string, log *slog.Logger) (*tls.Config, error) {
+	if !t.Enabled() {
+		return nil, nil
 	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, s := range servers {
-		if e := s.Shutdown(shutdown); e != nil && !errors.Is(e, http.ErrServerClosed) && err == nil {
-			err = e
-		}
+	r, err := tlsreload.New(t.Cert, t.Key, tlsreload.WithLogger(log))
+	if err != nil {
+		return nil, err
 	}
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
-	return err
+	return tlsreload.ServerConfig(r, clientCA)
 }
 
 func buildIssuer(ctx context.Context, f serveFlags, url string) (*issuer.Issuer, func(), error) {
