@@ -197,7 +197,7 @@ func (s *Serve) Validate() error {
 		if s.AdminCredential == "" {
 			e.add("admin-credential", "the admin API needs a credential file: it is never open")
 		}
-		if s.AdminAddr == s.Addr {
+		if fixedPort(s.AdminAddr) && s.AdminAddr == s.Addr {
 			e.add("admin-addr", "must differ from addr: the admin API never shares the public listener")
 		}
 	}
@@ -209,7 +209,7 @@ func (s *Serve) Validate() error {
 	}
 	if s.MetricsAddr != "" {
 		e.hostPort("metrics-addr", s.MetricsAddr, true)
-		if s.MetricsAddr == s.Addr || s.MetricsAddr == s.AdminAddr {
+		if fixedPort(s.MetricsAddr) && (s.MetricsAddr == s.Addr || s.MetricsAddr == s.AdminAddr) {
 			e.add("metrics-addr", "must differ from addr and admin-addr")
 		}
 	}
@@ -242,6 +242,13 @@ func (l Log) validate(e *errs) {
 	if l.Format != "json" && l.Format != "text" {
 		e.add("log-format", fmt.Sprintf("%q is not json or text", l.Format))
 	}
+}
+
+// fixedPort reports whether addr names a port other than 0 (0 picks a free port, so two
+// listeners on "HOST:0" never collide).
+func fixedPort(addr string) bool {
+	_, p, err := net.SplitHostPort(addr)
+	return err == nil && p != "0"
 }
 
 // errs collects validation problems as "field: problem".

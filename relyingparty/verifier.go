@@ -62,6 +62,11 @@ type Config struct {
 	// It is compiled once by NewVerifier (a bad expression is a NewVerifier error) and
 	// evaluated once per token: the claims are immutable, so a cached token is not re-evaluated.
 	RequireCEL string
+	// CacheObserver, when set, is told whether each Verify call that consults the
+	// verified-token cache found the token there (hit) or not (miss); tokens refused for their
+	// size before the lookup are not reported. Metrics derive the hit ratio from it
+	// (metrics.Metrics.TokenCache). It must not block.
+	CacheObserver func(hit bool)
 }
 
 // Verifier validates passport tokens locally. It is safe for concurrent use.
@@ -73,6 +78,7 @@ type Verifier struct {
 	require func(*token.Claims) error
 	cel     *celRule
 	cache   *tokenCache
+	onCache func(hit bool)
 }
 
 // NewVerifier checks cfg and builds a Verifier on go-oidc's IDTokenVerifier (issuer, audience,
@@ -118,6 +124,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		rules:   headerRules{maxSize: cfg.MaxTokenSize, algs: algs, typ: true},
 		now:     now,
 		require: cfg.Require,
+		onCache: cfg.CacheObserver,
 	}
 	if v.rules.maxSize == 0 {
 		v.rules.maxSize = DefaultMaxTokenSize
@@ -164,7 +171,11 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*token.Claims, error
 	if v.cache != nil {
 		// The token is only read: hash it in place instead of copying it to a []byte.
 		key = sha256.Sum256(unsafe.Slice(unsafe.StringData(raw), len(raw)))
-		if c, ok := v.cache.get(key, v.expiredAt(now)); ok {
+		c, ok := v.cache.get(key, v.expiredAt(now))
+		if v.onCache != nil {
+			v.onCache(ok)
+		}
+		if ok {
 			return v.accept(c, now)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -17,8 +18,11 @@ import (
 
 	"github.com/passport-attest/passport/config"
 	"github.com/passport-attest/passport/evidence"
+	"github.com/passport-attest/passport/health"
+	"github.com/passport-attest/passport/httplog"
 	"github.com/passport-attest/passport/issuer"
 	"github.com/passport-attest/passport/jwks"
+	"github.com/passport-attest/passport/metrics"
 	"github.com/passport-attest/passport/policy"
 	"github.com/passport-attest/passport/serving"
 	"github.com/passport-attest/passport/store"
@@ -72,8 +76,14 @@ func newServeCmd() *cobra.Command {
 	return cmd
 }
 
-func runServe(ctx context.Context, f serveFlags) (err error) {
-	log := logger()
+func runServe(ctx context.Context, f serveFlags) error { return serve(ctx, f, os.Stderr, nil) }
+
+// serve runs the issuer until ctx is done, logging to logOut; onReady (may be nil) is given
+// the issuer URL and the bound address of each listener once they accept connections.
+func serve(ctx context.Context, f serveFlags, logOut io.Writer, onReady func(url string, addrs map[string]string)) (err error) {
+	log := httplog.NewLogger(logOut, f.Log.Level, f.Log.Format)
+	redis.SetLogger(redisLogger{log})
+	o := &ops{log: log, metrics: metrics.New(), health: &health.Checker{Log: log}}
 	var closers []func()
 	defer func() {
 		if err != nil {
@@ -98,15 +108,25 @@ func runServe(ctx context.Context, f serveFlags) (err error) {
 			url = "https://" + ln.Addr().String()
 		}
 	}
-	is, closeStores, err := buildIssuer(ctx, f, strings.TrimRight(url, "/"))
+	is, closeStores, err := buildIssuer(ctx, f, strings.TrimRight(url, "/"), o)
 	if err != nil {
 		return err
 	}
 	defer closeStores()
+	o.health.Add("store", is.CheckStore)
+	o.health.Add("signing_key", is.CheckSigningKey)
 	if f.TrustAnyAK {
 		log.Warn("--trust-any-ak: every attestation key is trusted; tokens prove nothing about the hardware. Never use this in production.")
 	}
-	servers := []*serving.Server{serving.New("public", ln, is.Handler(), f.Server, pubTLS, log)}
+	servers := []*serving.Server{serving.New("public", ln, o.publicHandler(is, f), f.Server, pubTLS, log)}
+	if f.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", f.MetricsAddr)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, func() { mln.Close() })
+		servers = append(servers, serving.New("metrics", mln, o.metricsHandler(), f.Server, nil, log))
+	}
 	if f.AdminAddr != "" {
 		auth, err := issuer.LoadAdminCredential(f.AdminCredential)
 		if err != nil {
@@ -121,9 +141,16 @@ func runServe(ctx context.Context, f serveFlags) (err error) {
 			return err
 		}
 		closers = append(closers, func() { aln.Close() })
-		servers = append(servers, serving.New("admin", aln, is.AdminHandler(auth), f.Server, adminTLS, log))
+		servers = append(servers, serving.New("admin", aln, o.wrap("admin", is.AdminHandler(auth)), f.Server, adminTLS, log))
 	}
 	log.Info("issuer ready", "issuer", url)
+	if onReady != nil {
+		addrs := map[string]string{}
+		for _, s := range servers {
+			addrs[s.Name] = s.Listener.Addr().String()
+		}
+		onReady(url, addrs)
+	}
 	return serving.Run(ctx, log, f.Server.ShutdownTimeout, servers...)
 }
 
@@ -140,7 +167,7 @@ func serverTLS(t config.TLS, clientCA string, log *slog.Logger) (*tls.Config, er
 	return tlsreload.ServerConfig(r, clientCA)
 }
 
-func buildIssuer(ctx context.Context, f serveFlags, url string) (*issuer.Issuer, func(), error) {
+func buildIssuer(ctx context.Context, f serveFlags, url string, o *ops) (*issuer.Issuer, func(), error) {
 	var trust evidence.AKTrust
 	switch {
 	case f.TrustAnyAK:
@@ -173,14 +200,15 @@ func buildIssuer(ctx context.Context, f serveFlags, url string) (*issuer.Issuer,
 			return nil, nil, err
 		}
 	}
-	nonces, clocks, closeFn, err := openStores(ctx, f.Redis)
+	nonces, clocks, closeFn, err := openStores(ctx, f.Redis, f.RedisTimeout)
 	if err != nil {
 		return nil, nil, err
 	}
 	is, err := issuer.New(issuer.Config{
-		URL: url, Keyring: jwks.NewKeyring(key), Nonces: nonces, Clocks: clocks,
+		URL: url, Keyring: jwks.NewKeyring(key), Nonces: o.metrics.NonceStore(nonces), Clocks: clocks,
 		Evidence: ev, Policy: pol, NonceTTL: f.NonceTTL, TokenLifetime: f.TokenLifetime,
-		Audiences: f.Audiences, Log: logger(),
+		Audiences: f.Audiences, Log: o.log,
+		Observe: o.metrics.Step, Outcome: o.metrics.Attestation,
 	})
 	if err != nil {
 		closeFn()
@@ -190,7 +218,7 @@ func buildIssuer(ctx context.Context, f serveFlags, url string) (*issuer.Issuer,
 }
 
 // openStores returns the memory backend, or the Redis backend for a redis:// URL after a ping.
-func openStores(ctx context.Context, url string) (store.NonceStore, store.ClockStore, func(), error) {
+func openStores(ctx context.Context, url string, timeout time.Duration) (store.NonceStore, store.ClockStore, func(), error) {
 	if url == "" {
 		m := memory.New()
 		return m, m, func() {}, nil
@@ -199,6 +227,7 @@ func openStores(ctx context.Context, url string) (store.NonceStore, store.ClockS
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--redis: %w", err)
 	}
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = timeout, timeout, timeout
 	client := redis.NewClient(opt)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
