@@ -4,10 +4,10 @@ BIN       ?= bin/passport
 PKGS      ?= ./...
 STATICCHECK_VERSION ?= 2025.1.1
 
-.PHONY: help build demo test bench lint fuzz tidy pins docs
+.PHONY: help build demo test bench lint fuzz tidy pins docs loadtest perf-doc
 
 help: ## list the targets with a line of help each
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
 build: ## build the passport binary into bin/passport
 	$(GO) build -o $(BIN) ./cmd/passport
@@ -35,3 +35,9 @@ pins: ## check that go.mod keeps the pinned library versions and the go-eventlog
 
 docs: ## regenerate docs/EVENTLOGS.md and docs/REPLAY.md from the real event-log tests
 	PASSPORT_UPDATE_DOCS=1 $(GO) test -count=1 -run 'TestRealEventLogsEndToEnd|TestReplayRealLogs' ./issuer ./attester
+
+loadtest: build ## load and fault harness on loopback: steady load, Redis and issuer restarts, nonce flood
+	./$(BIN) loadtest
+
+perf-doc: ## regenerate docs/PERFORMANCE.md from the benchmarks and the load harness (~3 min)
+	GO=$(GO) ./scripts/perf-doc.sh
