@@ -143,7 +143,8 @@ func TestValidateReportsAllErrors(t *testing.T) {
 	s.NonceTTL = 0
 	s.TokenLifetime = -time.Second
 	s.TLS.Cert = "/nonexistent/cert.pem"
-	s.AdminAddr = s.Addr
+	s.AdminAddr = "127.0.0.1:9443"
+	s.MetricsAddr = "127.0.0.1:9443"
 	s.AdminClientCA = "/nonexistent/ca.pem"
 	s.Limits.ChallengeRate = -1
 	s.Limits.ChallengeClients = 0
@@ -165,7 +166,7 @@ func TestValidateReportsAllErrors(t *testing.T) {
 		"token-lifetime: -1s",
 		"tls-cert, tls-key: give both or neither",
 		"admin-credential: the admin API needs a credential",
-		"admin-addr: must differ from addr",
+		"metrics-addr: must differ from addr and admin-addr",
 		"admin-client-ca: open /nonexistent/ca.pem",
 		"admin-client-ca: client certificates need TLS",
 		"challenge-rate: must not be negative",
@@ -185,6 +186,19 @@ func TestValidateReportsAllErrors(t *testing.T) {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error lacks %q", w)
 		}
+	}
+}
+
+func TestValidateAdminNeverOnPublicListener(t *testing.T) {
+	s := config.DefaultServe()
+	s.TrustAnyAK = true
+	s.AdminAddr, s.AdminCredential = s.Addr, writeFile(t, "cred", "0123456789abcdef0123")
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "admin-addr: must differ from addr") {
+		t.Fatalf("err = %v", err)
+	}
+	s.Addr, s.AdminAddr = "127.0.0.1:0", "127.0.0.1:0" // two free ports: no collision
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
 	}
 }
 

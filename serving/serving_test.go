@@ -139,7 +139,9 @@ func TestShutdownGraceRunsOut(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- serving.Run(ctx, log, 100*time.Millisecond, serving.New("public", ln, h, config.DefaultServer(), nil, log)) }()
+	go func() {
+		done <- serving.Run(ctx, log, 100*time.Millisecond, serving.New("public", ln, h, config.DefaultServer(), nil, log))
+	}()
 	go func() {
 		resp, err := http.Get("http://" + ln.Addr().String())
 		if err == nil {
@@ -152,4 +154,3 @@ func TestShutdownGraceRunsOut(t *testing.T) {
 		t.Fatalf("Run = %v, want the grace period's deadline", err)
 	}
 }
-

@@ -250,5 +250,3 @@ func client(ip string, conns int) *http.Client {
 		},
 	}
 }
-
-
