@@ -7,10 +7,10 @@ FUZZTIME  ?= 60s
 # Fuzz targets as package:target; `make fuzz` runs each for FUZZTIME, `make test` for 3s.
 FUZZ_TARGETS = ./eventlog:FuzzParse ./evidence:FuzzVerify ./evidence:FuzzVerifyParts ./api:FuzzAttestRequestJSON
 
-.PHONY: help build demo test bench lint fuzz tidy pins docs
+.PHONY: help build demo test bench lint fuzz tidy pins docs loadtest perf-doc
 
 help: ## list the targets with a line of help each
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
 build: ## build the passport binary into bin/passport
 	$(GO) build -o $(BIN) ./cmd/passport
@@ -49,3 +49,9 @@ fuzz: ## run each fuzz target (event-log parsing, evidence decoding, API JSON) f
 		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
 	done
+
+loadtest: build ## load and fault harness on loopback: steady load, Redis and issuer restarts, nonce flood
+	./$(BIN) loadtest
+
+perf-doc: ## regenerate docs/PERFORMANCE.md from the benchmarks and the load harness (~3 min)
+	GO=$(GO) ./scripts/perf-doc.sh

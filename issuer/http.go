@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 
 	"github.com/passport-attest/passport/api"
@@ -48,6 +49,15 @@ func (is *Issuer) handleJWKS(w http.ResponseWriter, r *http.Request) {
 
 func (is *Issuer) handleChallenge(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, MaxChallengeBody)
+	if _, err := io.Copy(io.Discard, r.Body); err != nil { // the body carries nothing, but is capped
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			is.writeError(w, r, fmt.Errorf("%w: limit %d bytes", errTooLarge, int64(MaxChallengeBody)))
+			return
+		}
+		is.writeError(w, r, fmt.Errorf("%w: body: %w", ErrBadRequest, err))
+		return
+	}
 	res, err := is.Challenge(r.Context())
 	if err != nil {
 		is.writeError(w, r, err)

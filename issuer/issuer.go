@@ -71,6 +71,10 @@ type Config struct {
 	// Observe, when set, is told how long each appraisal step took: StepVerify (evidence),
 	// StepPolicy and StepSign. The demo prints these; metrics can record them.
 	Observe func(step string, d time.Duration)
+	// Outcome, when set, is told the result of every Attest call: "" when a token was issued,
+	// otherwise the api.Error code StatusOf gives the error (e.g. "nonce_reused"). Metrics count
+	// it; it never sees tokens, nonces or keys.
+	Outcome func(code string)
 }
 
 // Steps reported to Config.Observe.
@@ -152,7 +156,10 @@ func (is *Issuer) Challenge(ctx context.Context) (*api.ChallengeResponse, error)
 // Attest consumes the request's nonce (atomically: of concurrent requests with one nonce exactly
 // one proceeds), verifies the evidence, appraises it and mints a token. Errors wrap the sentinels
 // of this package, *evidence.Error or *PolicyError; StatusOf maps them to HTTP.
-func (is *Issuer) Attest(ctx context.Context, req *api.AttestRequest) (*api.AttestResponse, error) {
+func (is *Issuer) Attest(ctx context.Context, req *api.AttestRequest) (res *api.AttestResponse, err error) {
+	if is.cfg.Outcome != nil {
+		defer func() { is.cfg.Outcome(outcomeCode(err)) }()
+	}
 	if err := is.checkRequest(req); err != nil {
 		return nil, err
 	}

@@ -59,6 +59,11 @@ type Config struct {
 	// It is compiled once by NewVerifier (a bad expression is a NewVerifier error) and
 	// evaluated once per token: the claims are immutable, so a cached token is not re-evaluated.
 	RequireCEL string
+	// CacheObserver, when set, is told whether each Verify call that consults the
+	// verified-token cache found the token there (hit) or not (miss); tokens refused for their
+	// size before the lookup are not reported. Metrics derive the hit ratio from it
+	// (metrics.Metrics.TokenCache). It must not block.
+	CacheObserver func(hit bool)
 }
 
 // Verifier validates passport tokens locally. It is safe for concurrent use.
@@ -70,6 +75,7 @@ type Verifier struct {
 	require func(*token.Claims) error
 	cel     *celRule
 	cache   *tokenCache
+	onCache func(hit bool)
 }
 
 // NewVerifier checks cfg and builds a Verifier on go-oidc's IDTokenVerifier (issuer, audience,
@@ -115,6 +121,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		rules:   headerRules{maxSize: cfg.MaxTokenSize, algs: algs, typ: true},
 		now:     now,
 		require: cfg.Require,
+		onCache: cfg.CacheObserver,
 	}
 	if v.rules.maxSize == 0 {
 		v.rules.maxSize = DefaultMaxTokenSize
@@ -160,7 +167,11 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*token.Claims, error
 	var key cacheKey
 	if v.cache != nil {
 		key = keyOf(raw)
-		if c, ok := v.cache.get(key, raw, v.expiredAt(now)); ok {
+		c, ok := v.cache.get(key, raw, v.expiredAt(now))
+		if v.onCache != nil {
+			v.onCache(ok)
+		}
+		if ok {
 			return v.accept(c, now, false)
 		}
 	}

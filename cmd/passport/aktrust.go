@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"github.com/passport-attest/passport/config"
 	"os"
 
 	"github.com/passport-attest/passport/enroll"
@@ -11,40 +12,30 @@ import (
 	"github.com/passport-attest/passport/store"
 )
 
-// akTrustFlags are serve's flags for trusting attestation keys and enrolling them by EK.
-type akTrustFlags struct {
-	roots, intermediates     []string
-	ekRoots, ekIntermediates []string
-	ekAllowlist              string
-}
-
-// enrollOn reports whether EK enrollment is configured.
-func (f akTrustFlags) enrollOn() bool { return len(f.ekRoots) > 0 || f.ekAllowlist != "" }
-
 // buildEnroller returns the EK enroller for --ek-roots/--ek-intermediates/--ek-allowlist, or
 // nil when enrollment is off.
-func buildEnroller(f akTrustFlags, sessions store.NonceStore, allow *evidence.Allowlist) (*enroll.Enroller, error) {
-	if !f.enrollOn() {
-		if len(f.ekIntermediates) > 0 {
+func buildEnroller(f config.AKTrust, sessions store.NonceStore, allow *evidence.Allowlist) (*enroll.Enroller, error) {
+	if !f.EnrollOn() {
+		if len(f.EKIntermediates) > 0 {
 			return nil, errors.New("--ek-intermediates needs --ek-roots")
 		}
 		return nil, nil
 	}
 	cfg := enroll.Config{Sessions: sessions, Allowlist: allow}
 	var err error
-	if cfg.EKRoots, err = evidence.LoadCertificates(f.ekRoots...); err != nil {
+	if cfg.EKRoots, err = evidence.LoadCertificates(f.EKRoots...); err != nil {
 		return nil, err
 	}
-	if cfg.EKIntermediates, err = evidence.LoadCertificates(f.ekIntermediates...); err != nil {
+	if cfg.EKIntermediates, err = evidence.LoadCertificates(f.EKIntermediates...); err != nil {
 		return nil, err
 	}
-	if f.ekAllowlist != "" {
-		b, err := os.ReadFile(f.ekAllowlist)
+	if f.EKAllowlist != "" {
+		b, err := os.ReadFile(f.EKAllowlist)
 		if err != nil {
 			return nil, fmt.Errorf("--ek-allowlist: %w", err)
 		}
 		if cfg.PinnedEKs, err = evidence.ParsePublicKeys(b); err != nil {
-			return nil, fmt.Errorf("--ek-allowlist %s: %w", f.ekAllowlist, err)
+			return nil, fmt.Errorf("--ek-allowlist %s: %w", f.EKAllowlist, err)
 		}
 	}
 	return enroll.New(cfg)
@@ -61,20 +52,20 @@ func buildEnroller(f akTrustFlags, sessions store.NonceStore, allow *evidence.Al
 // Several methods combine with evidence.AnyOf, allowlist first: the first that trusts wins and
 // names the token's trust method.
 func buildAKTrust(f serveFlags, aks store.AKStore, needAllowlist bool) (evidence.AKTrust, *evidence.Allowlist, error) {
-	if f.trustAny {
+	if f.TrustAnyAK {
 		return evidence.AnyAK{}, nil, nil
 	}
 	var methods evidence.AnyOf
 	var allow *evidence.Allowlist
-	if f.allowlist != "" || needAllowlist {
+	if f.AKAllowlist != "" || needAllowlist {
 		var keys []crypto.PublicKey
-		if f.allowlist != "" {
-			b, err := os.ReadFile(f.allowlist)
+		if f.AKAllowlist != "" {
+			b, err := os.ReadFile(f.AKAllowlist)
 			if err != nil {
 				return nil, nil, fmt.Errorf("--ak-allowlist: %w", err)
 			}
 			if keys, err = evidence.ParsePublicKeys(b); err != nil {
-				return nil, nil, fmt.Errorf("--ak-allowlist %s: %w", f.allowlist, err)
+				return nil, nil, fmt.Errorf("--ak-allowlist %s: %w", f.AKAllowlist, err)
 			}
 		}
 		var err error
@@ -88,17 +79,17 @@ func buildAKTrust(f serveFlags, aks store.AKStore, needAllowlist bool) (evidence
 		}
 		methods = append(methods, allow)
 	}
-	if len(f.ak.roots) > 0 {
-		roots, err := evidence.LoadCertificates(f.ak.roots...)
+	if len(f.AK.Roots) > 0 {
+		roots, err := evidence.LoadCertificates(f.AK.Roots...)
 		if err != nil {
 			return nil, nil, err
 		}
-		inter, err := evidence.LoadCertificates(f.ak.intermediates...)
+		inter, err := evidence.LoadCertificates(f.AK.Intermediates...)
 		if err != nil {
 			return nil, nil, err
 		}
 		methods = append(methods, &evidence.CertChain{Roots: roots, Intermediates: inter})
-	} else if len(f.ak.intermediates) > 0 {
+	} else if len(f.AK.Intermediates) > 0 {
 		return nil, nil, errors.New("--ak-intermediates needs --ak-roots")
 	}
 	switch len(methods) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"github.com/passport-attest/passport/config"
 	"os"
 	"path/filepath"
 	"testing"
@@ -36,9 +37,9 @@ func TestBuildAKTrust(t *testing.T) {
 	der, _ := x509.MarshalPKIXPublicKey(ak)
 	allowFile := filepath.Join(t.TempDir(), "allow.pem")
 	os.WriteFile(allowFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600)
-	chain := akTrustFlags{
-		roots:         []string{filepath.Join(ca, "tpm_ek_root_1.cer"), filepath.Join(ca, "gcp_ek_ak_ca_root.crt")},
-		intermediates: []string{filepath.Join(ca, "tpm_ek_intermediate_2.crt"), filepath.Join(ca, "tpm_ek_intermediate_3.crt"), filepath.Join(ca, "gcp_ek_ak_ca_intermediate_v3.crt")},
+	chain := config.AKTrust{
+		Roots:         []string{filepath.Join(ca, "tpm_ek_root_1.cer"), filepath.Join(ca, "gcp_ek_ak_ca_root.crt")},
+		Intermediates: []string{filepath.Join(ca, "tpm_ek_intermediate_2.crt"), filepath.Join(ca, "tpm_ek_intermediate_3.crt"), filepath.Join(ca, "gcp_ek_ak_ca_intermediate_v3.crt")},
 	}
 	for _, tc := range []struct {
 		name  string
@@ -46,18 +47,18 @@ func TestBuildAKTrust(t *testing.T) {
 		admin bool
 		want  evidence.TrustMethod
 	}{
-		{"roots", serveFlags{ak: chain}, false, evidence.TrustCertificate},
-		{"allowlist file", serveFlags{allowlist: allowFile}, false, evidence.TrustAllowlist},
-		{"allowlist and roots", serveFlags{allowlist: allowFile, ak: chain}, true, evidence.TrustAllowlist},
-		{"admin allowlist and roots", serveFlags{ak: chain}, true, evidence.TrustCertificate},
-		{"roots without intermediates", serveFlags{ak: akTrustFlags{roots: chain.roots}}, false, ""},
+		{"roots", sf(config.Serve{AK: chain}), false, evidence.TrustCertificate},
+		{"allowlist file", sf(config.Serve{AKAllowlist: allowFile}), false, evidence.TrustAllowlist},
+		{"allowlist and roots", sf(config.Serve{AKAllowlist: allowFile, AK: chain}), true, evidence.TrustAllowlist},
+		{"admin allowlist and roots", sf(config.Serve{AK: chain}), true, evidence.TrustCertificate},
+		{"roots without intermediates", sf(config.Serve{AK: config.AKTrust{Roots: chain.Roots}}), false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			trust, allow, err := buildAKTrust(tc.f, memory.New(), tc.admin)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if tc.admin != (allow != nil) && tc.f.allowlist == "" {
+			if tc.admin != (allow != nil) && tc.f.AKAllowlist == "" {
 				t.Fatalf("allowlist %v with admin %v", allow, tc.admin)
 			}
 			m, err := trust.TrustAK(context.Background(), ak, &att)
@@ -75,7 +76,9 @@ func TestBuildAKTrust(t *testing.T) {
 	if _, _, err := buildAKTrust(serveFlags{}, memory.New(), false); err == nil {
 		t.Fatal("no AK trust accepted")
 	}
-	if _, _, err := buildAKTrust(serveFlags{ak: akTrustFlags{intermediates: chain.intermediates}}, memory.New(), false); err == nil {
+	if _, _, err := buildAKTrust(sf(config.Serve{AK: config.AKTrust{Intermediates: chain.Intermediates}}), memory.New(), false); err == nil {
 		t.Fatal("--ak-intermediates without --ak-roots accepted")
 	}
 }
+
+func sf(c config.Serve) serveFlags { return serveFlags{Serve: c} }

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"github.com/passport-attest/passport/config"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,18 +78,18 @@ func TestBuildEnroller(t *testing.T) {
 	root := filepath.Join(testenv.ModuleDir(t, "github.com/google/go-tpm-tools"), "server", "ca-certs", "tpm_ek_root_1.cer")
 	m := memory.New()
 	al, _ := evidence.NewStoredAllowlist(m)
-	if e, err := buildEnroller(akTrustFlags{}, m, al); e != nil || err != nil {
+	if e, err := buildEnroller(config.AKTrust{}, m, al); e != nil || err != nil {
 		t.Fatalf("enrollment on without flags: %v %v", e, err)
 	}
-	for _, f := range []akTrustFlags{{ekAllowlist: pinFile}, {ekRoots: []string{root}}} {
+	for _, f := range []config.AKTrust{{EKAllowlist: pinFile}, {EKRoots: []string{root}}} {
 		if e, err := buildEnroller(f, m, al); e == nil || err != nil {
 			t.Fatalf("%+v: %v", f, err)
 		}
 	}
-	if _, err := buildEnroller(akTrustFlags{ekIntermediates: []string{root}}, m, al); err == nil {
+	if _, err := buildEnroller(config.AKTrust{EKIntermediates: []string{root}}, m, al); err == nil {
 		t.Fatal("--ek-intermediates alone accepted")
 	}
-	if _, err := buildEnroller(akTrustFlags{ekAllowlist: filepath.Join(dir, "missing")}, m, al); err == nil {
+	if _, err := buildEnroller(config.AKTrust{EKAllowlist: filepath.Join(dir, "missing")}, m, al); err == nil {
 		t.Fatal("missing --ek-allowlist file accepted")
 	}
 }

@@ -33,6 +33,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newServeCmd(), newAttestCmd(), newVerifyCmd(), newDemoCmd())
 	root.AddCommand(newKBSCmd())
 	root.AddCommand(newEventLogCmd())
+	root.AddCommand(newLoadtestCmd())
 	return root
 }
 

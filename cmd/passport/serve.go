@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
-	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -13,172 +16,163 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
+	"github.com/passport-attest/passport/config"
 	"github.com/passport-attest/passport/evidence"
+	"github.com/passport-attest/passport/health"
+	"github.com/passport-attest/passport/httplog"
 	"github.com/passport-attest/passport/issuer"
 	"github.com/passport-attest/passport/jwks"
+	"github.com/passport-attest/passport/metrics"
 	"github.com/passport-attest/passport/policy"
+	"github.com/passport-attest/passport/serving"
 	"github.com/passport-attest/passport/store"
 	"github.com/passport-attest/passport/store/memory"
 	redisstore "github.com/passport-attest/passport/store/redis"
+	"github.com/passport-attest/passport/tlsreload"
 )
 
+// serveFlags is serve's configuration: config.Serve (one YAML file, PASSPORT_* variables and
+// flags; see package config). Fields other features add sit beside it.
 type serveFlags struct {
-	addr, issuerURL, redisURL, allowlist, signingKey, alg, policyFile string
-	adminAddr, adminCredential                                        string
-	trustAny                                                          bool
-	audiences                                                         []string
-	nonceTTL, tokenLifetime                                           time.Duration
-	ak                                                                akTrustFlags
+	config.Serve
 }
 
 func newServeCmd() *cobra.Command {
-	var f serveFlags
+	f := serveFlags{Serve: config.DefaultServe()}
+	var cfgPath string
+	var printCfg bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the issuer: challenges, evidence appraisal, tokens, JWKS and discovery",
-		Args:  cobra.NoArgs,
+		Long: "Run the issuer. Every flag is also a key of the serve section of --config FILE and an\n" +
+			"environment variable PASSPORT_<FLAG> (upper case, '-' as '_'); flags win over the\n" +
+			"environment, which wins over the file.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfgPath == "" {
+				cfgPath = os.Getenv(config.EnvConfig)
+			}
+			src, err := config.Load(cmd.Flags(), config.SectionServe, cfgPath, os.Getenv)
+			err = errors.Join(err, f.Validate())
+			if printCfg {
+				if perr := config.Print(cmd.OutOrStdout(), cmd.Flags(), config.SectionServe, src); perr != nil {
+					return perr
+				}
+				if err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "# serve would refuse this configuration:\n%v\n", err)
+				}
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("invalid configuration:\n%w", err)
+			}
 			return runServe(cmd.Context(), f)
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.addr, "addr", "127.0.0.1:8443", "listen address HOST:PORT")
-	fl.StringVar(&f.issuerURL, "issuer-url", "", "iss of minted tokens and base of discovery (default http://ADDR)")
-	fl.StringVar(&f.redisURL, "redis", "", "Redis URL (redis://host:port/db) for nonces; in-memory when empty")
-	fl.StringVar(&f.allowlist, "ak-allowlist", "", "file of trusted AK public keys (PEM PUBLIC KEY blocks or JWKS)")
-	fl.BoolVar(&f.trustAny, "trust-any-ak", false, "trust every attestation key (demo only: tokens then prove nothing about the hardware)")
-	fl.StringVar(&f.signingKey, "signing-key", "", "PEM private key (PKCS#8 or SEC 1) to sign tokens; generated at start when empty")
-	fl.StringVar(&f.alg, "alg", "ES256", "signing algorithm for a generated key: ES256, ES384, EdDSA, PS256, RS256")
-	fl.StringVar(&f.policyFile, "policy", "", "reference-value policy file (YAML); without it any verified evidence is affirmed")
-	fl.StringSliceVar(&f.audiences, "audience", nil, "audiences tokens may be minted for (repeatable); any when unset")
-	fl.DurationVar(&f.nonceTTL, "nonce-ttl", issuer.DefaultNonceTTL, "challenge lifetime")
-	fl.DurationVar(&f.tokenLifetime, "token-lifetime", issuer.DefaultTokenLifetime, "token lifetime (exp - iat)")
-	fl.StringVar(&f.adminAddr, "admin-addr", "", "listen address of the authenticated admin API (off when empty; never the public listener)")
-	fl.StringVar(&f.adminCredential, "admin-credential", "", "file holding the admin bearer credential (at least 16 bytes)")
-	fl.StringSliceVar(&f.ak.roots, "ak-roots", nil, "PEM/DER file(s) of root CAs that AK certificates must chain to (repeatable; combinable with --ak-allowlist)")
-	fl.StringSliceVar(&f.ak.intermediates, "ak-intermediates", nil, "PEM/DER file(s) of intermediate CAs for --ak-roots (repeatable)")
-	fl.StringSliceVar(&f.ak.ekRoots, "ek-roots", nil, "PEM/DER file(s) of EK certificate roots: turns on EK enrollment (POST /v1/enroll) (repeatable)")
-	fl.StringSliceVar(&f.ak.ekIntermediates, "ek-intermediates", nil, "PEM/DER file(s) of intermediate CAs for --ek-roots (repeatable)")
-	fl.StringVar(&f.ak.ekAllowlist, "ek-allowlist", "", "file of pinned EK public keys (PEM or JWKS) for TPMs without an EK certificate: turns on EK enrollment")
-	cmd.MarkFlagsMutuallyExclusive("ak-allowlist", "trust-any-ak")
-	cmd.MarkFlagsMutuallyExclusive("ak-roots", "trust-any-ak")
-	cmd.MarkFlagsMutuallyExclusive("ek-roots", "trust-any-ak")
-	cmd.MarkFlagsMutuallyExclusive("ek-allowlist", "trust-any-ak")
-	cmd.MarkFlagsRequiredTogether("admin-addr", "admin-credential")
+	fl.SortFlags = false
+	f.RegisterFlags(fl)
+	config.RegisterMeta(fl, &cfgPath, &printCfg)
 	return cmd
 }
 
-func runServe(ctx context.Context, f serveFlags) error {
-	log := logger()
-	ln, err := net.Listen("tcp", f.addr)
+func runServe(ctx context.Context, f serveFlags) error { return serve(ctx, f, os.Stderr, nil) }
+
+// serve runs the issuer until ctx is done, logging to logOut; onReady (may be nil) is given
+// the issuer URL and the bound address of each listener once they accept connections.
+func serve(ctx context.Context, f serveFlags, logOut io.Writer, onReady func(url string, addrs map[string]string)) (err error) {
+	log := httplog.NewLogger(logOut, f.Log.Level, f.Log.Format)
+	redis.SetLogger(redisLogger{log})
+	o := &ops{log: log, metrics: metrics.New(), health: &health.Checker{Log: log}}
+	var closers []func()
+	defer func() {
+		if err != nil {
+			for _, c := range closers {
+				c()
+			}
+		}
+	}()
+	ln, err := net.Listen("tcp", f.Addr)
 	if err != nil {
 		return err
 	}
-	url := f.issuerURL
+	closers = append(closers, func() { ln.Close() })
+	pubTLS, err := serverTLS(f.TLS, "", log)
+	if err != nil {
+		return err
+	}
+	url := f.IssuerURL
 	if url == "" {
 		url = "http://" + ln.Addr().String()
+		if pubTLS != nil {
+			url = "https://" + ln.Addr().String()
+		}
 	}
-	is, closeStores, err := buildIssuer(ctx, f, strings.TrimRight(url, "/"))
+	is, closeStores, err := buildIssuer(ctx, f, strings.TrimRight(url, "/"), o)
 	if err != nil {
-		ln.Close()
 		return err
 	}
 	defer closeStores()
-	if f.trustAny {
+	o.health.Add("store", is.CheckStore)
+	o.health.Add("signing_key", is.CheckSigningKey)
+	if f.TrustAnyAK {
 		log.Warn("--trust-any-ak: every attestation key is trusted; tokens prove nothing about the hardware. Never use this in production.")
 	}
-	srv := &http.Server{
-		Handler:           is.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-	}
-	servers := []*http.Server{srv}
-	errc := make(chan error, 2)
-	if f.adminAddr != "" {
-		auth, err := issuer.LoadAdminCredential(f.adminCredential)
+	servers := []*serving.Server{serving.New("public", ln, o.publicHandler(is, f), f.Server, pubTLS, log)}
+	if f.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", f.MetricsAddr)
 		if err != nil {
-			ln.Close()
 			return err
 		}
-		if f.adminAddr == f.addr {
-			ln.Close()
-			return errors.New("--admin-addr must differ from --addr: the admin API never shares the public listener")
-		}
-		aln, err := net.Listen("tcp", f.adminAddr)
+		closers = append(closers, func() { mln.Close() })
+		servers = append(servers, serving.New("metrics", mln, o.metricsHandler(), f.Server, nil, log))
+	}
+	if f.AdminAddr != "" {
+		auth, err := issuer.LoadAdminCredential(f.AdminCredential)
 		if err != nil {
-			ln.Close()
 			return err
 		}
-		asrv := &http.Server{Handler: is.AdminHandler(auth), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
-		servers = append(servers, asrv)
-		log.Info("admin API listening", "addr", aln.Addr().String())
-		go func() { errc <- asrv.Serve(aln) }()
-	}
-	log.Info("issuer listening", "addr", ln.Addr().String(), "issuer", url)
-	go func() { errc <- srv.Serve(ln) }()
-	err = nil
-	select {
-	case err = <-errc:
-	case <-ctx.Done():
-	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, s := range servers {
-		if e := s.Shutdown(shutdown); e != nil && !errors.Is(e, http.ErrServerClosed) && err == nil {
-			err = e
+		adminTLS, err := serverTLS(f.AdminTLS, f.AdminClientCA, log)
+		if err != nil {
+			return err
 		}
+		aln, err := net.Listen("tcp", f.AdminAddr)
+		if err != nil {
+			return err
+		}
+		closers = append(closers, func() { aln.Close() })
+		servers = append(servers, serving.New("admin", aln, o.wrap("admin", is.AdminHandler(auth)), f.Server, adminTLS, log))
 	}
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
+	log.Info("issuer ready", "issuer", url)
+	if onReady != nil {
+		addrs := map[string]string{}
+		for _, s := range servers {
+			addrs[s.Name] = s.Listener.Addr().String()
+		}
+		onReady(url, addrs)
 	}
-	return err
+	return serving.Run(ctx, log, f.Server.ShutdownTimeout, servers...)
 }
 
-func buildIssuer(ctx context.Context, f serveFlags, url string) (*issuer.Issuer, func(), error) {
-	nonces, clocks, closeFn, err := openStores(ctx, f.redisURL)
+// serverTLS returns the TLS configuration of a listener (certificate reloaded when its files
+// change; client certificates required when clientCA is set), or nil for plain HTTP.
+func serverTLS(t config.TLS, clientCA string, log *slog.Logger) (*tls.Config, error) {
+	if !t.Enabled() {
+		return nil, nil
+	}
+	r, err := tlsreload.New(t.Cert, t.Key, tlsreload.WithLogger(log))
+	if err != nil {
+		return nil, err
+	}
+	return tlsreload.ServerConfig(r, clientCA)
+}
+
+func buildIssuer(ctx context.Context, f serveFlags, url string, o *ops) (*issuer.Issuer, func(), error) {
+	nonces, clocks, closeFn, err := openStores(ctx, f.Redis, f.RedisTimeout)
 	if err != nil {
 		return nil, nil, err
 	}
-	aks, _ := nonces.(store.AKStore)
-	trust, allow, err := buildAKTrust(f, aks, f.adminAddr != "" || f.ak.enrollOn())
-	if err != nil {
-		closeFn()
-		return nil, nil, err
-	}
-	enr, err := buildEnroller(f.ak, nonces, allow)
-	if err != nil {
-		closeFn()
-		return nil, nil, err
-	}
-	ev, err := evidence.NewVerifier(evidence.Options{AKTrust: trust})
-	if err != nil {
-		closeFn()
-		return nil, nil, err
-	}
-	var key *jwks.Key
-	if f.signingKey != "" {
-		key, err = jwks.LoadKeyFile(f.signingKey, "")
-	} else {
-		key, err = jwks.GenerateKey(jose.SignatureAlgorithm(f.alg))
-	}
-	if err != nil {
-		closeFn()
-		return nil, nil, err
-	}
-	pol := &policy.Reference{}
-	if f.policyFile != "" {
-		if pol, err = policy.LoadReference(f.policyFile); err != nil {
-			closeFn()
-			return nil, nil, err
-		}
-	}
-	is, err := issuer.New(issuer.Config{
-		URL: url, Keyring: jwks.NewKeyring(key), Nonces: nonces, Clocks: clocks, Allowlist: allow, Enroll: enr,
-		Evidence: ev, Policy: pol, NonceTTL: f.nonceTTL, TokenLifetime: f.tokenLifetime,
-		Audiences: f.audiences, Log: logger(),
-	})
+	is, err := assembleIssuer(f, url, o, nonces, clocks)
 	if err != nil {
 		closeFn()
 		return nil, nil, err
@@ -186,8 +180,48 @@ func buildIssuer(ctx context.Context, f serveFlags, url string) (*issuer.Issuer,
 	return is, closeFn, nil
 }
 
+// assembleIssuer builds the issuer on opened stores: AK trust (allowlist, certificate chains,
+// EK enrollment, or any AK), signing key, policy.
+func assembleIssuer(f serveFlags, url string, o *ops, nonces store.NonceStore, clocks store.ClockStore) (*issuer.Issuer, error) {
+	aks, _ := nonces.(store.AKStore)
+	trust, allow, err := buildAKTrust(f, aks, f.AdminAddr != "" || f.AK.EnrollOn())
+	if err != nil {
+		return nil, err
+	}
+	enr, err := buildEnroller(f.AK, nonces, allow)
+	if err != nil {
+		return nil, err
+	}
+	ev, err := evidence.NewVerifier(evidence.Options{AKTrust: trust})
+	if err != nil {
+		return nil, err
+	}
+	var key *jwks.Key
+	if f.SigningKey != "" {
+		key, err = jwks.LoadKeyFile(f.SigningKey, "")
+	} else {
+		key, err = jwks.GenerateKey(jose.SignatureAlgorithm(f.Alg))
+	}
+	if err != nil {
+		return nil, err
+	}
+	pol := &policy.Reference{}
+	if f.Policy != "" {
+		if pol, err = policy.LoadReference(f.Policy); err != nil {
+			return nil, err
+		}
+	}
+	return issuer.New(issuer.Config{
+		URL: url, Keyring: jwks.NewKeyring(key), Nonces: o.metrics.NonceStore(nonces), Clocks: clocks,
+		Allowlist: allow, Enroll: enr,
+		Evidence: ev, Policy: pol, NonceTTL: f.NonceTTL, TokenLifetime: f.TokenLifetime,
+		Audiences: f.Audiences, Log: o.log,
+		Observe: o.metrics.Step, Outcome: o.metrics.Attestation,
+	})
+}
+
 // openStores returns the memory backend, or the Redis backend for a redis:// URL after a ping.
-func openStores(ctx context.Context, url string) (store.NonceStore, store.ClockStore, func(), error) {
+func openStores(ctx context.Context, url string, timeout time.Duration) (store.NonceStore, store.ClockStore, func(), error) {
 	if url == "" {
 		m := memory.New()
 		return m, m, func() {}, nil
@@ -196,6 +230,7 @@ func openStores(ctx context.Context, url string) (store.NonceStore, store.ClockS
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("--redis: %w", err)
 	}
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = timeout, timeout, timeout
 	client := redis.NewClient(opt)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

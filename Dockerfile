@@ -1,0 +1,21 @@
+# passport container image. UNTESTED: docker cannot run on the machine this was written on;
+# the build steps are the ones `make build` runs. Build with
+#   docker build -t passport .
+# The TPM simulator in the attester is cgo (gcc, OpenSSL's libcrypto), so the binary is built
+# with cgo and runs on a glibc base that has libcrypto.
+FROM golang:1.26-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libssl-dev && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=1 go build -trimpath -ldflags="-s -w" -o /out/passport ./cmd/passport
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 && rm -rf /var/lib/apt/lists/* \
+ && groupadd -g 65532 passport && useradd -u 65532 -g 65532 -M -s /usr/sbin/nologin passport
+COPY --from=build /out/passport /usr/local/bin/passport
+USER 65532:65532
+EXPOSE 8443 9090 9443
+ENTRYPOINT ["/usr/local/bin/passport"]
+CMD ["serve", "--config", "/etc/passport/config/passport.yaml"]

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/passport-attest/passport/api"
+	"github.com/passport-attest/passport/health"
+	"github.com/passport-attest/passport/httplog"
+	"github.com/passport-attest/passport/issuer"
+	"github.com/passport-attest/passport/metrics"
+	"github.com/passport-attest/passport/ratelimit"
+)
+
+// ops is what serve adds around the issuer to run it in production: JSON logs with request
+// ids, Prometheus metrics, health probes and the challenge rate limit.
+type ops struct {
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	health  *health.Checker
+}
+
+// maxBody caps every request body on every listener (the attest endpoint's own cap; smaller
+// endpoints have smaller caps of their own).
+const maxBody = issuer.MaxAttestBody
+
+// publicHandler is the public listener: the issuer API with the challenge rate limit, health
+// probes and, unless they have their own listener, the metrics; every request gets an id, an
+// access line and a latency sample.
+func (o *ops) publicHandler(is *issuer.Issuer, f serveFlags) http.Handler {
+	h := is.Handler()
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	lim := ratelimit.New(f.Limits.ChallengeRate, f.Limits.ChallengeBurst, f.Limits.ChallengeClients)
+	mux.Handle("POST "+api.PathChallenge, lim.Middleware(h, func(*http.Request) {
+		o.metrics.RateLimited("POST " + api.PathChallenge)
+	}))
+	o.health.Routes(mux)
+	if f.MetricsAddr == "" {
+		mux.Handle("GET /metrics", o.metrics.Handler())
+	}
+	return o.wrap("public", mux)
+}
+
+// metricsHandler is the optional metrics listener: /metrics and the health probes.
+func (o *ops) metricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", o.metrics.Handler())
+	o.health.Routes(mux)
+	return o.wrap("metrics", mux)
+}
+
+// wrap adds the body cap, request ids and access logs, and latency metrics to a listener's mux.
+func (o *ops) wrap(listener string, mux http.Handler) http.Handler {
+	return httplog.Middleware(o.log, listener, o.metrics.Middleware(listener, capBody(mux, maxBody)))
+}
+
+// capBody limits the request body to n bytes. Unlike http.MaxBytesHandler it keeps the request
+// value, so the route pattern the mux records stays visible to the middleware above.
+func capBody(next http.Handler, n int64) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, n)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// redisLogger sends go-redis's own messages (reconnects, pool dial failures) to slog at warn
+// level instead of the standard logger; they carry addresses, never credentials or values.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis client", "detail", fmt.Sprintf(format, v...))
+}

@@ -1,0 +1,359 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// Defaults of Serve (the issuer API's own defaults live in package issuer).
+const (
+	DefaultAddr           = "127.0.0.1:8443"
+	DefaultAlg            = "ES256"
+	DefaultNonceTTL       = 60 * time.Second
+	DefaultTokenLifetime  = 5 * time.Minute
+	DefaultRedisTimeout   = 2 * time.Second
+	DefaultChallengeRate  = 20.0
+	DefaultChallengeBurst = 40
+	DefaultRateClients    = 100_000
+)
+
+// Serve is the configuration of `passport serve`, the issuer. Field comments name the flag;
+// the file key is the flag name and the environment variable EnvName(SectionServe, flag).
+type Serve struct {
+	Addr            string        // addr: public listener HOST:PORT
+	IssuerURL       string        // issuer-url: iss of tokens; http(s)://ADDR when empty
+	Redis           string        // redis: redis:// or rediss:// URL; in-memory store when empty
+	RedisTimeout    time.Duration // redis-timeout: dial, read and write timeout of each Redis call
+	AKAllowlist     string        // ak-allowlist: file of trusted AK public keys
+	TrustAnyAK      bool          // trust-any-ak: demo mode
+	AK              AKTrust       // ak-roots, ak-intermediates, ek-roots, ek-intermediates, ek-allowlist
+	SigningKey      string        // signing-key: PEM private key file; generated when empty
+	Alg             string        // alg: algorithm of a generated key
+	Policy          string        // policy: reference-value policy file
+	Audiences       []string      // audience: allowed audiences (any when empty)
+	NonceTTL        time.Duration // nonce-ttl
+	TokenLifetime   time.Duration // token-lifetime
+	TLS             TLS           // tls-cert, tls-key: public listener certificate
+	AdminAddr       string        // admin-addr: admin listener (off when empty)
+	AdminCredential string        // admin-credential: file holding the admin bearer credential
+	AdminTLS        TLS           // admin-tls-cert, admin-tls-key
+	AdminClientCA   string        // admin-client-ca: PEM CA bundle; admin clients must present a certificate it signed
+	MetricsAddr     string        // metrics-addr: own listener for /metrics; on the public listener when empty
+	Server          Server        // server timeouts and shutdown grace
+	Limits          Limits        // challenge rate limits
+	Log             Log           // log-level, log-format
+}
+
+// AKTrust holds the certificate-chain and EK-enrollment ways of trusting attestation keys,
+// besides the AK allowlist (package evidence: CertChain; package enroll).
+type AKTrust struct {
+	Roots           []string // ak-roots: PEM/DER root CAs that AK certificates chain to
+	Intermediates   []string // ak-intermediates: intermediate CAs for ak-roots
+	EKRoots         []string // ek-roots: EK certificate roots; turns on EK enrollment
+	EKIntermediates []string // ek-intermediates: intermediate CAs for ek-roots
+	EKAllowlist     string   // ek-allowlist: pinned EK public keys; turns on EK enrollment
+}
+
+// EnrollOn reports whether EK enrollment is configured.
+func (a AKTrust) EnrollOn() bool { return len(a.EKRoots) > 0 || a.EKAllowlist != "" }
+
+// TLS names a certificate chain and its private key, both PEM files, reloaded when they change.
+// Both empty means plain HTTP.
+type TLS struct {
+	Cert string
+	Key  string
+}
+
+// Enabled reports whether a certificate is configured.
+func (t TLS) Enabled() bool { return t.Cert != "" || t.Key != "" }
+
+// Server holds the timeouts of every HTTP server (net/http.Server fields of the same names)
+// and the grace period of a shutdown, during which requests in flight finish.
+type Server struct {
+	ReadHeaderTimeout time.Duration // read-header-timeout
+	ReadTimeout       time.Duration // read-timeout
+	WriteTimeout      time.Duration // write-timeout
+	IdleTimeout       time.Duration // idle-timeout
+	ShutdownTimeout   time.Duration // shutdown-timeout
+}
+
+// Limits bounds what one client may ask of the issuer.
+type Limits struct {
+	ChallengeRate    float64 // challenge-rate: challenges per second per client IP (0: no limit)
+	ChallengeBurst   int     // challenge-burst: bucket size per client IP
+	ChallengeClients int     // challenge-clients: client IPs remembered (LRU); more are evicted
+}
+
+// Log configures log/slog output on stderr.
+type Log struct {
+	Level  string // log-level: debug, info, warn, error
+	Format string // log-format: json or text
+}
+
+// DefaultServer returns the default server timeouts: 5 s to read headers, 30 s to read a
+// request or write a response, 120 s idle keep-alive, 20 s of shutdown grace.
+func DefaultServer() Server {
+	return Server{
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ShutdownTimeout:   20 * time.Second,
+	}
+}
+
+// DefaultServe returns the defaults of `passport serve` (the same as the flags' defaults).
+func DefaultServe() Serve {
+	return Serve{
+		Addr:          DefaultAddr,
+		RedisTimeout:  DefaultRedisTimeout,
+		Alg:           DefaultAlg,
+		NonceTTL:      DefaultNonceTTL,
+		TokenLifetime: DefaultTokenLifetime,
+		Server:        DefaultServer(),
+		Limits:        Limits{ChallengeRate: DefaultChallengeRate, ChallengeBurst: DefaultChallengeBurst, ChallengeClients: DefaultRateClients},
+		Log:           Log{Level: "info", Format: "json"},
+	}
+}
+
+// RegisterFlags adds serve's flags to fs, bound to s, with s's current values as defaults
+// (call it on DefaultServe()). The names are the CLI contract; keep them.
+func (s *Serve) RegisterFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&s.Addr, "addr", s.Addr, "listen address HOST:PORT")
+	fs.StringVar(&s.IssuerURL, "issuer-url", s.IssuerURL, "iss of minted tokens and base of discovery (default http://ADDR, https with --tls-cert)")
+	fs.StringVar(&s.Redis, "redis", s.Redis, "Redis URL (redis://host:port/db) for nonces; in-memory when empty")
+	fs.StringVar(&s.AKAllowlist, "ak-allowlist", s.AKAllowlist, "file of trusted AK public keys (PEM PUBLIC KEY blocks or JWKS)")
+	fs.BoolVar(&s.TrustAnyAK, "trust-any-ak", s.TrustAnyAK, "trust every attestation key (demo only: tokens then prove nothing about the hardware)")
+	fs.StringSliceVar(&s.AK.Roots, "ak-roots", s.AK.Roots, "PEM/DER file(s) of root CAs that AK certificates must chain to (repeatable; combinable with --ak-allowlist)")
+	fs.StringSliceVar(&s.AK.Intermediates, "ak-intermediates", s.AK.Intermediates, "PEM/DER file(s) of intermediate CAs for --ak-roots (repeatable)")
+	fs.StringSliceVar(&s.AK.EKRoots, "ek-roots", s.AK.EKRoots, "PEM/DER file(s) of EK certificate roots: turns on EK enrollment (POST /v1/enroll) (repeatable)")
+	fs.StringSliceVar(&s.AK.EKIntermediates, "ek-intermediates", s.AK.EKIntermediates, "PEM/DER file(s) of intermediate CAs for --ek-roots (repeatable)")
+	fs.StringVar(&s.AK.EKAllowlist, "ek-allowlist", s.AK.EKAllowlist, "file of pinned EK public keys (PEM or JWKS) for TPMs without an EK certificate: turns on EK enrollment")
+	fs.StringVar(&s.SigningKey, "signing-key", s.SigningKey, "PEM private key (PKCS#8 or SEC 1) to sign tokens; generated at start when empty")
+	fs.StringVar(&s.Alg, "alg", s.Alg, "signing algorithm for a generated key: ES256, ES384, EdDSA, PS256, RS256")
+	fs.StringVar(&s.Policy, "policy", s.Policy, "reference-value policy file (YAML); without it any verified evidence is affirmed")
+	fs.StringSliceVar(&s.Audiences, "audience", s.Audiences, "audiences tokens may be minted for (repeatable); any when unset")
+	fs.DurationVar(&s.NonceTTL, "nonce-ttl", s.NonceTTL, "challenge lifetime")
+	fs.DurationVar(&s.TokenLifetime, "token-lifetime", s.TokenLifetime, "token lifetime (exp - iat)")
+	fs.StringVar(&s.AdminAddr, "admin-addr", s.AdminAddr, "listen address of the authenticated admin API (off when empty; never the public listener)")
+	fs.StringVar(&s.AdminCredential, "admin-credential", s.AdminCredential, "file holding the admin bearer credential (at least 16 bytes)")
+	fs.StringVar(&s.TLS.Cert, "tls-cert", s.TLS.Cert, "PEM certificate chain of the public listener (HTTPS; reloaded when the file changes)")
+	fs.StringVar(&s.TLS.Key, "tls-key", s.TLS.Key, "PEM private key of --tls-cert")
+	fs.StringVar(&s.AdminTLS.Cert, "admin-tls-cert", s.AdminTLS.Cert, "PEM certificate chain of the admin listener")
+	fs.StringVar(&s.AdminTLS.Key, "admin-tls-key", s.AdminTLS.Key, "PEM private key of --admin-tls-cert")
+	fs.StringVar(&s.AdminClientCA, "admin-client-ca", s.AdminClientCA, "PEM CA bundle: admin clients must also present a certificate it issued (mTLS)")
+	fs.StringVar(&s.MetricsAddr, "metrics-addr", s.MetricsAddr, "own listener for /metrics, /healthz, /readyz (default: served on the public listener)")
+	fs.DurationVar(&s.RedisTimeout, "redis-timeout", s.RedisTimeout, "dial, read and write timeout of each Redis call")
+	s.Server.register(fs)
+	fs.Float64Var(&s.Limits.ChallengeRate, "challenge-rate", s.Limits.ChallengeRate, "challenges per second per client IP (token bucket; 0 disables)")
+	fs.IntVar(&s.Limits.ChallengeBurst, "challenge-burst", s.Limits.ChallengeBurst, "challenge bucket size per client IP")
+	fs.IntVar(&s.Limits.ChallengeClients, "challenge-clients", s.Limits.ChallengeClients, "client IPs whose challenge buckets are remembered (least recently seen evicted)")
+	s.Log.register(fs)
+	MarkURL(fs, "redis")
+}
+
+func (v *Server) register(fs *pflag.FlagSet) {
+	fs.DurationVar(&v.ReadHeaderTimeout, "read-header-timeout", v.ReadHeaderTimeout, "time to read a request's headers")
+	fs.DurationVar(&v.ReadTimeout, "read-timeout", v.ReadTimeout, "time to read a whole request")
+	fs.DurationVar(&v.WriteTimeout, "write-timeout", v.WriteTimeout, "time to write a response")
+	fs.DurationVar(&v.IdleTimeout, "idle-timeout", v.IdleTimeout, "keep-alive idle time")
+	fs.DurationVar(&v.ShutdownTimeout, "shutdown-timeout", v.ShutdownTimeout, "on SIGTERM, time for requests in flight to finish")
+}
+
+func (l *Log) register(fs *pflag.FlagSet) {
+	fs.StringVar(&l.Level, "log-level", l.Level, "log level: debug, info, warn, error")
+	fs.StringVar(&l.Format, "log-format", l.Format, "log format on stderr: json or text")
+}
+
+// Algorithms a generated signing key may use (package jwks).
+var Algorithms = []string{"ES256", "ES384", "EdDSA", "PS256", "RS256"}
+
+// Validate checks every field and returns all problems at once (errors.Join), each naming the
+// flag (which is also the file key). Files named by paths must exist and be readable; their
+// contents are checked later, when the command loads them.
+func (s *Serve) Validate() error {
+	var e errs
+	e.hostPort("addr", s.Addr, true)
+	if s.IssuerURL != "" {
+		e.url("issuer-url", s.IssuerURL, "http", "https")
+	}
+	if s.Redis != "" {
+		e.url("redis", s.Redis, "redis", "rediss", "unix")
+	}
+	e.positive("redis-timeout", s.RedisTimeout)
+	realTrust := s.AKAllowlist != "" || len(s.AK.Roots) > 0 || s.AK.EnrollOn()
+	switch {
+	case s.TrustAnyAK && realTrust:
+		e.add("trust-any-ak", "is exclusive with ak-allowlist, ak-roots, ek-roots and ek-allowlist: trust real AKs or any, not both")
+	case !s.TrustAnyAK && !realTrust && s.AdminAddr == "":
+		e.add("ak-allowlist", "no AK trust configured: give ak-allowlist, ak-roots, ek-roots or ek-allowlist, or an admin listener to pin AKs (or trust-any-ak for a demo)")
+	}
+	if len(s.AK.Intermediates) > 0 && len(s.AK.Roots) == 0 {
+		e.add("ak-intermediates", "needs ak-roots")
+	}
+	if len(s.AK.EKIntermediates) > 0 && len(s.AK.EKRoots) == 0 {
+		e.add("ek-intermediates", "needs ek-roots")
+	}
+	e.file("ak-allowlist", s.AKAllowlist)
+	e.file("ek-allowlist", s.AK.EKAllowlist)
+	for _, list := range [][]string{s.AK.Roots, s.AK.Intermediates, s.AK.EKRoots, s.AK.EKIntermediates} {
+		for _, p := range list {
+			e.file("ak-roots", p)
+		}
+	}
+	e.file("signing-key", s.SigningKey)
+	if s.SigningKey == "" && !slices.Contains(Algorithms, s.Alg) {
+		e.add("alg", fmt.Sprintf("%q is not one of %v", s.Alg, Algorithms))
+	}
+	e.file("policy", s.Policy)
+	for i, a := range s.Audiences {
+		if a == "" {
+			e.add("audience", fmt.Sprintf("entry %d is empty", i))
+		}
+	}
+	e.positive("nonce-ttl", s.NonceTTL)
+	e.positive("token-lifetime", s.TokenLifetime)
+	e.tls("tls", s.TLS)
+	switch {
+	case s.AdminAddr == "" && (s.AdminCredential != "" || s.AdminTLS.Enabled() || s.AdminClientCA != ""):
+		e.add("admin-addr", "admin-credential, admin-tls-* and admin-client-ca need an admin listener")
+	case s.AdminAddr != "":
+		e.hostPort("admin-addr", s.AdminAddr, true)
+		if s.AdminCredential == "" {
+			e.add("admin-credential", "the admin API needs a credential file: it is never open")
+		}
+		if fixedPort(s.AdminAddr) && s.AdminAddr == s.Addr {
+			e.add("admin-addr", "must differ from addr: the admin API never shares the public listener")
+		}
+	}
+	e.file("admin-credential", s.AdminCredential)
+	e.tls("admin-tls", s.AdminTLS)
+	e.file("admin-client-ca", s.AdminClientCA)
+	if s.AdminClientCA != "" && !s.AdminTLS.Enabled() {
+		e.add("admin-client-ca", "client certificates need TLS on the admin listener (admin-tls-cert, admin-tls-key)")
+	}
+	if s.MetricsAddr != "" {
+		e.hostPort("metrics-addr", s.MetricsAddr, true)
+		if fixedPort(s.MetricsAddr) && (s.MetricsAddr == s.Addr || s.MetricsAddr == s.AdminAddr) {
+			e.add("metrics-addr", "must differ from addr and admin-addr")
+		}
+	}
+	s.Server.validate(&e)
+	if s.Limits.ChallengeRate < 0 {
+		e.add("challenge-rate", "must not be negative")
+	}
+	if s.Limits.ChallengeRate > 0 && s.Limits.ChallengeBurst < 1 {
+		e.add("challenge-burst", "must be at least 1 when challenge-rate is set")
+	}
+	if s.Limits.ChallengeClients < 1 {
+		e.add("challenge-clients", "must be at least 1")
+	}
+	s.Log.validate(&e)
+	return e.join()
+}
+
+func (v Server) validate(e *errs) {
+	e.positive("read-header-timeout", v.ReadHeaderTimeout)
+	e.positive("read-timeout", v.ReadTimeout)
+	e.positive("write-timeout", v.WriteTimeout)
+	e.positive("idle-timeout", v.IdleTimeout)
+	e.positive("shutdown-timeout", v.ShutdownTimeout)
+}
+
+func (l Log) validate(e *errs) {
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, l.Level) {
+		e.add("log-level", fmt.Sprintf("%q is not debug, info, warn or error", l.Level))
+	}
+	if l.Format != "json" && l.Format != "text" {
+		e.add("log-format", fmt.Sprintf("%q is not json or text", l.Format))
+	}
+}
+
+// fixedPort reports whether addr names a port other than 0 (0 picks a free port, so two
+// listeners on "HOST:0" never collide).
+func fixedPort(addr string) bool {
+	_, p, err := net.SplitHostPort(addr)
+	return err == nil && p != "0"
+}
+
+// errs collects validation problems as "field: problem".
+type errs []error
+
+func (e *errs) add(field, msg string) { *e = append(*e, fmt.Errorf("%s: %s", field, msg)) }
+
+func (e *errs) join() error { return errors.Join(*e...) }
+
+func (e *errs) hostPort(field, v string, required bool) {
+	if v == "" {
+		if required {
+			e.add(field, "is required (HOST:PORT)")
+		}
+		return
+	}
+	if _, _, err := net.SplitHostPort(v); err != nil {
+		e.add(field, fmt.Sprintf("%q is not HOST:PORT", v))
+	}
+}
+
+func (e *errs) url(field, v string, schemes ...string) {
+	u, err := url.Parse(v)
+	if err != nil {
+		e.add(field, "not a URL") // the parse error may echo a password: say no more
+		return
+	}
+	if !slices.Contains(schemes, u.Scheme) {
+		e.add(field, fmt.Sprintf("scheme %q is not one of %v", u.Scheme, schemes))
+	}
+	if u.Scheme != "unix" && u.Host == "" {
+		e.add(field, "has no host")
+	}
+}
+
+func (e *errs) positive(field string, d time.Duration) {
+	if d <= 0 {
+		e.add(field, fmt.Sprintf("%v is not a positive duration", d))
+	}
+}
+
+func (e *errs) file(field, path string) {
+	if path == "" {
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		e.add(field, err.Error())
+		return
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.IsDir() {
+		e.add(field, path+" is a directory")
+	}
+}
+
+func (e *errs) dir(field, path string) {
+	if path == "" {
+		return
+	}
+	st, err := os.Stat(path)
+	switch {
+	case err != nil:
+		e.add(field, err.Error())
+	case !st.IsDir():
+		e.add(field, path+" is not a directory")
+	}
+}
+
+func (e *errs) tls(prefix string, t TLS) {
+	if t.Enabled() && (t.Cert == "" || t.Key == "") {
+		e.add(prefix+"-cert, "+prefix+"-key", "give both or neither")
+	}
+	e.file(prefix+"-cert", t.Cert)
+	e.file(prefix+"-key", t.Key)
+}

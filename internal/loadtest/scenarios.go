@@ -1,0 +1,276 @@
+package loadtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/passport-attest/passport/evidence"
+)
+
+// Result is what one scenario measured.
+type Result struct {
+	Name, Setup string
+	Lines       []string // "label: value" lines of the report, in order
+}
+
+func (r *Result) add(label, format string, args ...any) {
+	r.Lines = append(r.Lines, label+": "+fmt.Sprintf(format, args...))
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+func us(d time.Duration) string { return fmt.Sprintf("%.1f µs", float64(d.Nanoseconds())/1000) }
+func mib(b int64) string        { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+// attesterIP spreads attesters over 127.0.1.1-127.0.1.250: distinct clients for the issuer.
+func attesterIP(i int) string { return fmt.Sprintf("127.0.1.%d", i%250+1) }
+
+func (e *env) attesters() []*attester {
+	clients := map[string]*http.Client{}
+	out := make([]*attester, e.cfg.Attesters)
+	for i := range out {
+		ip := attesterIP(i)
+		if clients[ip] == nil {
+			clients[ip] = client(ip, 4)
+		}
+		out[i] = newAttester(i, clients[ip])
+	}
+	return out
+}
+
+// baseline measures, in this process on one goroutine, the issuer's two cryptographic steps for
+// one attestation: evidence verification (quote signature, PCR digest, event-log replay) and
+// token signing, over n iterations.
+func (e *env) baseline(claims map[string]any, n int) (verify, sign time.Duration, err error) {
+	allow, err := evidence.NewAllowlist(e.tpms[0].AKPublic())
+	if err != nil {
+		return 0, 0, err
+	}
+	v, err := evidence.NewVerifier(evidence.Options{AKTrust: allow})
+	if err != nil {
+		return 0, 0, err
+	}
+	a := newAttester(0, nil)
+	nonce := make([]byte, 32)
+	_, _ = rand.Read(nonce)
+	req, err := e.tpms[0].Evidence(nonce, a.cnf)
+	if err != nil {
+		return 0, 0, err
+	}
+	ctx := context.Background()
+	// CPU time of this thread only: other processes on the machine do not inflate it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	start := threadCPU()
+	for i := 0; i < n; i++ {
+		if _, err := v.Verify(ctx, req.Nonce, req.CNF, req.Attestation); err != nil {
+			return 0, 0, err
+		}
+	}
+	verify = (threadCPU() - start) / time.Duration(n)
+	start = threadCPU()
+	for i := 0; i < n; i++ {
+		if _, _, err := e.keyring.Sign(claims); err != nil {
+			return 0, 0, err
+		}
+	}
+	sign = (threadCPU() - start) / time.Duration(n)
+	return verify, sign, nil
+}
+
+// threadCPU returns the calling OS thread's user+system CPU time (getrusage RUSAGE_THREAD).
+func threadCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func claimsOf(tok string) map[string]any {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil
+	}
+	var m map[string]any
+	_ = json.Unmarshal(b, &m)
+	return m
+}
+
+type cpuSnap struct {
+	issuers time.Duration
+	redis   time.Duration
+}
+
+func (e *env) cpu() cpuSnap {
+	var s cpuSnap
+	for _, pid := range e.issuerPids() {
+		d, _ := cpuOf(pid)
+		s.issuers += d
+	}
+	if pid := e.redis.Pid(); pid != 0 {
+		s.redis, _ = cpuOf(pid)
+	}
+	return s
+}
+
+func (e *env) memory(r *Result) {
+	var rss []string
+	for _, pid := range e.issuerPids() {
+		rss = append(rss, mib(rssOf(pid)))
+	}
+	r.add("issuer RSS", "%s", strings.Join(rss, ", "))
+	rc := redis.NewClient(&redis.Options{Addr: e.redis.Addr()})
+	defer rc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	n, _ := rc.DBSize(ctx).Result()
+	info, _ := rc.Info(ctx, "memory").Result()
+	used := ""
+	for _, l := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "used_memory_human:"); ok {
+			used = v
+		}
+	}
+	r.add("Redis", "%d keys, %s used", n, used)
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	r.add("harness heap", "%s in use", mib(int64(m.HeapInuse)))
+}
+
+// Steady pre-generates cfg.Count pieces of evidence (challenges fetched and quotes signed before
+// the clock starts, so neither the TPM nor the challenge is measured), then submits them all
+// with one goroutine per attester against the issuers while relying parties validate every
+// token five times. It then replays 2,000 of the spent pieces of evidence: every replay must be
+// refused.
+func Steady(ctx context.Context, cfg Config) (*Result, error) {
+	e, err := newEnv(cfg, []string{"--challenge-rate", "0"}, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer e.close()
+	r := &Result{Name: "steady", Setup: fmt.Sprintf("%d attesters (software TPMs, %d-event logs, %d B), %d issuers, private redis-server, %d relying-party goroutines, %d attestations",
+		cfg.Attesters, cfg.Events, len(e.tpms[0].EventLog()), cfg.Issuers, cfg.Verifiers, cfg.Count)}
+	atts := e.attesters()
+	per := max(1, cfg.Count/cfg.Attesters)
+	work := make([][]*prepared, len(atts))
+	var prepErr atomic.Int64
+	var wg sync.WaitGroup
+	prepStart := time.Now()
+	for i, a := range atts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			iss := e.issuers[i%len(e.issuers)].url()
+			for j := 0; j < per; j++ {
+				p, _ := e.prepare(ctx, a, iss)
+				if p == nil {
+					prepErr.Add(1)
+					continue
+				}
+				work[i] = append(work[i], p)
+			}
+		}()
+	}
+	wg.Wait()
+	total := 0
+	for _, w := range work {
+		total += len(w)
+	}
+	r.add("pre-generation", "%d challenges answered and quoted in %s (%d failed), not measured", total, time.Since(prepStart).Round(time.Millisecond), prepErr.Load())
+
+	rp, err := e.startRelyingParties(cfg.Verifiers, 5)
+	if err != nil {
+		return nil, err
+	}
+	st := newStats()
+	var firstToken atomic.Value
+	c0 := e.cpu()
+	start := time.Now()
+	for i, a := range atts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			iss := e.issuers[i%len(e.issuers)].url()
+			for _, p := range work[i] {
+				t0 := time.Now()
+				o := submit(ctx, a, iss, p)
+				st.add(time.Since(t0), o)
+				if o.token != "" {
+					firstToken.CompareAndSwap(nil, o.token)
+					rp.offer(o.token)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	c1 := e.cpu()
+	rp.stop()
+	ok := st.ok
+	r.add("throughput", "**%.0f attestations/s** (%d issued in %s; errors: %s)", float64(ok)/elapsed.Seconds(), ok, elapsed.Round(time.Millisecond), st.codeList())
+	r.add("attest latency", "p50 %s, p90 %s, p99 %s, max %s", ms(st.pct(50)), ms(st.pct(90)), ms(st.pct(99)), ms(st.pct(100)))
+	issuerCPU := (c1.issuers - c0.issuers) / time.Duration(max(ok, 1))
+	r.add("issuer CPU per attestation", "%s (all replicas; Redis %s)", us(issuerCPU), us((c1.redis-c0.redis)/time.Duration(max(ok, 1))))
+	if tok, _ := firstToken.Load().(string); tok != "" {
+		v, s, err := e.baseline(claimsOf(tok), 500)
+		if err != nil {
+			return nil, err
+		}
+		r.add("baseline (same run, CPU time of one thread)", "evidence verification %s + token signing %s = %s", us(v), us(s), us(v+s))
+		r.add("issuer CPU / baseline", "**%.2fx** (goal ≤ 1.5x)", float64(issuerCPU)/float64(v+s))
+	}
+	r.add("relying parties", "%d validations, %d refused; first sight p50 %s, cached p50 %s (cache hits %d)",
+		rp.verified.Load(), rp.refused.Load(), us(rp.firstSeen.pct(50)), us(rp.cached.pct(50)), rp.hits.Load())
+	if c := rp.cached.pct(50); c > 0 {
+		r.add("per request: passport vs background check", "a passport costs the relying party a cached validation, p50 %s; a background check (fresh quote and appraisal per request) costs the issuer %s of CPU plus the attester's quote and a round trip (p50 %s): **%.0fx** the CPU of the cached validation",
+			us(c), us(issuerCPU), ms(st.pct(50)), float64(issuerCPU)/float64(c))
+	}
+	e.memory(r)
+
+	// Replays: the spent evidence of the first 2,000 attestations, submitted again.
+	double, revived := e.replay(ctx, atts, work, 2000)
+	r.add("replayed spent evidence", "%d tokens issued twice, %d nonces accepted twice (goal: 0 and 0)", double, revived)
+	return r, nil
+}
+
+// replay resubmits up to n spent pieces of evidence and counts those answered with a token
+// (a double-spent nonce that yielded a token) and those that got past the nonce check at all
+// (refused for another reason than nonce_reused/nonce_expired).
+func (e *env) replay(ctx context.Context, atts []*attester, work [][]*prepared, n int) (double, revived int) {
+	sent := 0
+	for i := 0; sent < n; i++ {
+		progress := false
+		for a := range atts {
+			if i < len(work[a]) && sent < n {
+				progress = true
+				sent++
+				o := submit(ctx, atts[a], e.issuers[(a+1)%len(e.issuers)].url(), work[a][i])
+				switch {
+				case o.status == http.StatusOK:
+					double++
+					revived++
+				case o.status != 0 && o.status != http.StatusConflict && o.status != http.StatusServiceUnavailable:
+					revived++ // got past the single-use check; refused later (e.g. TPM clock)
+				}
+			}
+		}
+		if !progress {
+			break
+		}
+	}
+	return double, revived
+}
