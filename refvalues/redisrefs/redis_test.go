@@ -6,9 +6,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -16,8 +19,12 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/passport-attest/passport/evidence"
+	"github.com/passport-attest/passport/internal/testenv"
+	"github.com/passport-attest/passport/policy"
 	"github.com/passport-attest/passport/refvalues"
 	"github.com/passport-attest/passport/refvalues/refvaluestest"
+	"github.com/passport-attest/passport/token"
 )
 
 // The shared test server: PASSPORT_REDIS_URL, default redis://127.0.0.1:6379/0. If it does
@@ -193,4 +200,55 @@ func TestRedisDown(t *testing.T) {
 			t.Errorf("%s with Redis down = %v, want ErrUnavailable", op, err)
 		}
 	}
+}
+
+// TestTwoEnginesShareRevocations: two issuer replicas' policy engines on one Redis: a
+// revocation made through one is in force in the other after its next poll.
+func TestTwoEnginesShareRevocations(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := requireRedis(t)
+	prefix := testPrefix(t, c)
+	st, err := evidence.FromEventLog(testenv.EventLog(t, testenv.DefaultLog))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _, err := policy.Learn(st, policy.LearnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, _ := f.Marshal()
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(path, y, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	a, err := policy.NewEngine(ctx, path, policy.EngineOptions{Store: New(c, prefix), Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := policy.NewEngine(ctx, path, policy.EngineOptions{Store: New(c, prefix), Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); b.Watch(ctx, 20*time.Millisecond) }()
+	if s := b.Appraise(st).Status; s != token.TierAffirming {
+		t.Fatalf("replica b before: %v", s)
+	}
+	if _, _, err := a.RevokeReferenceValue(ctx, f.ReferenceValues["kernels"][0], "CVE"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for b.Appraise(st).Status != token.TierContraindicated {
+		if time.Now().After(deadline) {
+			t.Fatal("replica b never refused the revoked kernel")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if b.Current().ID() != a.Current().ID() {
+		t.Error("replicas disagree on the policy ID")
+	}
+	cancel()
+	<-done
 }
