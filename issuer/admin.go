@@ -84,5 +84,7 @@ func (is *Issuer) AdminHandler(auth *AdminAuth) http.Handler {
 // adminRoutes lists the registration functions of the admin features (revocation, AK
 // allowlist, key rotation, ...). Add one line per feature.
 func (is *Issuer) adminRoutes() []func(*http.ServeMux) {
-	return []func(*http.ServeMux){}
+	return []func(*http.ServeMux){
+		is.refValueRoutes,
+	}
 }

@@ -3,7 +3,6 @@ package policy
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -70,6 +69,9 @@ func (e *Engine) Appraise(s *evidence.State) *Appraisal { return e.cur.Load().Ap
 
 // Current returns the policy in force.
 func (e *Engine) Current() *Policy { return e.cur.Load() }
+
+// PolicyID returns the ID (ear_appraisal_policy_id) of the policy in force.
+func (e *Engine) PolicyID() string { return e.cur.Load().ID() }
 
 // Store returns the reference-value store.
 func (e *Engine) Store() refvalues.Store { return e.o.Store }
@@ -201,6 +203,3 @@ func (e *Engine) ListRevokedReferenceValues(ctx context.Context) ([]refvalues.Re
 	}
 	return all.RevokedList(), nil
 }
-
-// ErrNoEngine is returned by admin operations when no policy engine is configured.
-var ErrNoEngine = errors.New("policy: reference values are not managed (no --policy)")
