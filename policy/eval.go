@@ -355,7 +355,13 @@ func (p *Policy) reason(r *compiledRule, act *activation, out ref.Val, err error
 	}
 	if r.explain != nil {
 		if v, _, err := r.explain.Eval(act); err == nil {
-			seen = append(seen, render(v))
+			if s, ok := v.(types.String); ok {
+				seen = append(seen, string(s)) // the rule's own words
+			} else {
+				seen = append(seen, r.Explain+" = "+render(v))
+			}
+		} else {
+			seen = append(seen, "explain: "+err.Error())
 		}
 	}
 	for _, t := range r.terms {

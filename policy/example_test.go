@@ -2,7 +2,6 @@ package policy_test
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 
 	pb "github.com/google/go-tpm-tools/proto/attest"
@@ -34,7 +33,7 @@ rules:
     on_failure: contraindicated
     on_success: approved_boot
     message: a boot loader is not a known one
-    explain: boot.bootloaders.filter(d, !(d in refs.bootloaders))
+    explain: '"unknown: " + boot.bootloaders.filter(d, !(d in refs.bootloaders)).join(", ")'
 `, shim, grub))
 	if err != nil {
 		fmt.Println(err)
@@ -57,15 +56,16 @@ rules:
 	a := p.Appraise(st)
 	fmt.Println(a.Status, a.Vector["configuration"], a.Vector["executables"], len(a.ReferenceValues))
 
-	evil := sha256.Sum256([]byte("bootkit"))
-	st.Machine.RawEvents[1].Digest = evil[:]
+	evil := make([]byte, 32) // a digest no reference value has
+	evil[0], evil[1] = 0xba, 0xd0
+	st.Machine.RawEvents[1].Digest = evil
 	a = p.Appraise(st)
 	fmt.Println(a.Status)
 	for _, fl := range a.Failures {
-		fmt.Println(fl.Rule, fl.Claim, fl.Value, fl.Reason == "a boot loader is not a known one (seen: [\""+hex.EncodeToString(evil[:])+"\"]; refs.bootloaders has 2 values)")
+		fmt.Printf("%s (%s=%d): %s\n", fl.Rule, fl.Claim, fl.Value, fl.Reason)
 	}
 	// Output:
 	// affirming 2 3 2
 	// contraindicated
-	// bootloaders executables 96 true
+	// bootloaders (executables=96): a boot loader is not a known one (seen: unknown: bad0000000000000000000000000000000000000000000000000000000000000; refs.bootloaders has 2 values)
 }

@@ -56,11 +56,12 @@ func Learn(s *evidence.State, o LearnOptions) (*File, []string, error) {
 	affirm, approved := Value(token.ValueAffirming), Value(token.ValueApprovedBoot)
 	noClaim, contra, unsafe := Value(token.ValueNoClaim), Value(token.ValueContraindicated), Value(token.ValueUnsafe)
 	trusted := `ak.trust in ["allowlist", "certificate", "enrolled"]`
+	akExplain := `"AK trust: " + (ak.trust == "" ? "none (no quote)" : ak.trust)`
 	add := func(r Rule) { f.Rules = append(f.Rules, r) }
 	add(Rule{Name: "ak-hardware", Claim: token.ClaimHardware, Expr: trusted, OnSuccess: &affirm, OnFailure: noClaim,
-		Message: "the attestation key is not trusted through an allowlist, certificate or enrollment (no hardware claim)", Explain: "ak.trust"})
+		Message: "the attestation key is not trusted through an allowlist, certificate or enrollment (no hardware claim)", Explain: akExplain})
 	add(Rule{Name: "ak-instance-identity", Claim: token.ClaimInstanceIdentity, Expr: trusted, OnSuccess: &affirm, OnFailure: noClaim,
-		Message: "the attestation key is not trusted through an allowlist, certificate or enrollment (no instance-identity claim)", Explain: "ak.trust"})
+		Message: "the attestation key is not trusted through an allowlist, certificate or enrollment (no instance-identity claim)", Explain: akExplain})
 	add(Rule{Name: "pcr-bank", Claim: token.ClaimConfiguration, Expr: `tpm.bank == "sha256"`, OnFailure: contra,
 		Message: "the evidence must be appraised on the SHA-256 PCR bank"})
 	if b.SecureBoot {
@@ -75,13 +76,13 @@ func Learn(s *evidence.State, o LearnOptions) (*File, []string, error) {
 		f.ReferenceValues["firmware"] = slices.Clone(b.Firmware)
 		add(Rule{Name: "firmware", Claim: token.ClaimExecutables, Expr: "size(boot.firmware) > 0 && boot.firmware.all(d, d in refs.firmware)",
 			OnSuccess: &approved, OnFailure: contra, Message: "the firmware (PCR 0 measurements) is not one the known-good machine ran",
-			Explain: "boot.firmware.filter(d, !(d in refs.firmware))"})
+			Explain: `"not in refs.firmware: " + boot.firmware.filter(d, !(d in refs.firmware)).join(", ")`})
 	}
 	if len(b.Bootloaders) > 0 {
 		f.ReferenceValues["bootloaders"] = slices.Clone(b.Bootloaders)
 		add(Rule{Name: "bootloaders", Claim: token.ClaimExecutables, Expr: "size(boot.bootloaders) > 0 && boot.bootloaders.all(d, d in refs.bootloaders)",
 			OnSuccess: &approved, OnFailure: contra, Message: "a boot loader (shim, GRUB or another EFI application) is not one the known-good machine ran",
-			Explain: "boot.bootloaders.filter(d, !(d in refs.bootloaders))"})
+			Explain: `"not in refs.bootloaders: " + boot.bootloaders.filter(d, !(d in refs.bootloaders)).join(", ")`})
 	}
 	if b.Kernel != "" {
 		f.ReferenceValues["kernels"] = []string{b.Kernel}
@@ -94,7 +95,7 @@ func Learn(s *evidence.State, o LearnOptions) (*File, []string, error) {
 		f.ReferenceValues["kernel_cmdlines"] = []string{b.KernelCmdlineDigest}
 		add(Rule{Name: "kernel-cmdline", Claim: token.ClaimConfiguration, Expr: "boot.kernel_cmdline_digest in refs.kernel_cmdlines",
 			OnSuccess: &affirm, OnFailure: contra, Message: "the kernel command line is not the known-good machine's",
-			Explain: "boot.kernel_cmdline"})
+			Explain: `"kernel command line: " + boot.kernel_cmdline`})
 	}
 	for _, lp := range learnedPCRs {
 		v, ok := in.pcrs["sha256"][strconv.Itoa(lp.pcr)]

@@ -28,6 +28,8 @@ type serveFlags struct {
 	trustAny                                                          bool
 	audiences                                                         []string
 	nonceTTL, tokenLifetime                                           time.Duration
+	refValues                                                         string
+	policyPoll                                                        time.Duration
 }
 
 func newServeCmd() *cobra.Command {
@@ -48,12 +50,14 @@ func newServeCmd() *cobra.Command {
 	fl.BoolVar(&f.trustAny, "trust-any-ak", false, "trust every attestation key (demo only: tokens then prove nothing about the hardware)")
 	fl.StringVar(&f.signingKey, "signing-key", "", "PEM private key (PKCS#8 or SEC 1) to sign tokens; generated at start when empty")
 	fl.StringVar(&f.alg, "alg", "ES256", "signing algorithm for a generated key: ES256, ES384, EdDSA, PS256, RS256")
-	fl.StringVar(&f.policyFile, "policy", "", "reference-value policy file (YAML); without it any verified evidence is affirmed")
+	fl.StringVar(&f.policyFile, "policy", "", "appraisal policy file (YAML, docs/POLICY.md; reloaded on change and SIGHUP); without it any verified evidence is affirmed")
 	fl.StringSliceVar(&f.audiences, "audience", nil, "audiences tokens may be minted for (repeatable); any when unset")
 	fl.DurationVar(&f.nonceTTL, "nonce-ttl", issuer.DefaultNonceTTL, "challenge lifetime")
 	fl.DurationVar(&f.tokenLifetime, "token-lifetime", issuer.DefaultTokenLifetime, "token lifetime (exp - iat)")
 	fl.StringVar(&f.adminAddr, "admin-addr", "", "listen address of the authenticated admin API (off when empty; never the public listener)")
 	fl.StringVar(&f.adminCredential, "admin-credential", "", "file holding the admin bearer credential (at least 16 bytes)")
+	fl.StringVar(&f.refValues, "reference-values", "", `reference values and revocations beside --policy's: a YAML file, or "redis" (the --redis server); in memory when empty`)
+	fl.DurationVar(&f.policyPoll, "policy-poll", 5*time.Second, "how often --policy and --reference-values are checked for changes (0: only on SIGHUP)")
 	cmd.MarkFlagsMutuallyExclusive("ak-allowlist", "trust-any-ak")
 	cmd.MarkFlagsRequiredTogether("admin-addr", "admin-credential")
 	return cmd
@@ -154,16 +158,21 @@ func buildIssuer(ctx context.Context, f serveFlags, url string) (*issuer.Issuer,
 	if err != nil {
 		return nil, nil, err
 	}
-	pol := &policy.Reference{}
+	var pol policy.Appraiser = &policy.Reference{}
+	closeRefs := func() {}
 	if f.policyFile != "" {
-		if pol, err = policy.LoadReference(f.policyFile); err != nil {
+		if pol, closeRefs, err = startPolicyEngine(ctx, f); err != nil {
 			return nil, nil, err
 		}
+	} else if f.refValues != "" {
+		return nil, nil, errors.New("--reference-values needs --policy")
 	}
-	nonces, clocks, closeFn, err := openStores(ctx, f.redisURL)
+	nonces, clocks, closeStores, err := openStores(ctx, f.redisURL)
 	if err != nil {
+		closeRefs()
 		return nil, nil, err
 	}
+	closeFn := func() { closeStores(); closeRefs() }
 	is, err := issuer.New(issuer.Config{
 		URL: url, Keyring: jwks.NewKeyring(key), Nonces: nonces, Clocks: clocks,
 		Evidence: ev, Policy: pol, NonceTTL: f.nonceTTL, TokenLifetime: f.tokenLifetime,
