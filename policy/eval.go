@@ -230,7 +230,9 @@ func (p *Policy) activation(in *input) *activation {
 // and contraindicated as in token.Tier), one Failure per failed rule with its reason, the
 // built-in revoked-reference-value failure when the evidence carries a revoked digest, the
 // reference values the evidence matched, and Status = Finish(): never better than the worst
-// claim. A rule that cannot be evaluated (e.g. a PCR missing from the quote) fails.
+// claim. A rule that cannot be evaluated (e.g. a PCR missing from the quote) fails. Failures
+// are listed contraindicated first, then warnings, then those that made no claim, in rule order
+// within each.
 func (p *Policy) Appraise(s *evidence.State) *Appraisal {
 	a := &Appraisal{PolicyID: p.id, Vector: token.TrustworthinessVector{}}
 	if s == nil || s.Machine == nil {
@@ -253,7 +255,20 @@ func (p *Policy) Appraise(s *evidence.State) *Appraisal {
 		combine(a.Vector, r.Claim, int8(r.OnFailure))
 		a.Failures = append(a.Failures, Failure{Rule: r.Name, Claim: r.Claim, Value: int8(r.OnFailure), Reason: p.reason(r, act, out, err)})
 	}
+	// Refusals first, then warnings, then rules that made no claim (an operator reads from the
+	// top); rule order within each.
+	slices.SortStableFunc(a.Failures, func(x, y Failure) int { return listOrder(x.Value) - listOrder(y.Value) })
 	return a.Finish()
+}
+
+func listOrder(v int8) int {
+	switch token.TierOf(v) {
+	case token.TierContraindicated:
+		return 0
+	case token.TierWarning:
+		return 1
+	}
+	return 2
 }
 
 // combine sets claim to v unless it already holds a worse value (token.Tier order); within one
