@@ -215,6 +215,8 @@ func walk(x ast.Expr, n *needs, chains *[]ast.Expr, sets *[]string) {
 				n.grubFiles = true
 			case "kernel", "kernel_cmdline", "kernel_cmdline_digest":
 				n.kernel = true
+			case "firmware", "efi_apps", "bootloaders":
+				n.lists = true
 			}
 		}
 		if len(path) > 0 {

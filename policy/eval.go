@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,12 +31,13 @@ type Policy struct {
 	refs ref.Val
 	// counts is the size of each effective set (for explanations).
 	counts map[string]int
-	// accepted indexes every value of every set that is not revoked; revoked every revoked
-	// digest.
-	accepted digestIndex[string]
-	revoked  digestIndex[refvalues.Revocation]
-	refsHash string
-	id       string
+	// accepted maps every value of every set that is not revoked to its index in acceptedHex
+	// (sorted, unique); revoked maps every revoked digest to its revocation.
+	accepted    digestIndex[int]
+	acceptedHex []string
+	revoked     digestIndex[refvalues.Revocation]
+	refsHash    string
+	id          string
 }
 
 var _ Appraiser = (*Policy)(nil)
@@ -76,6 +78,7 @@ func (p *Program) Bind(snap *refvalues.Snapshot) (*Policy, error) {
 	pol := &Policy{prog: p, counts: map[string]int{}}
 	eff := &refvalues.Snapshot{Sets: map[string][]string{}, Revoked: revoked}
 	celSets := make(map[string]any, len(sets))
+	var all []string
 	for name, vals := range sets {
 		slices.Sort(vals)
 		vals = slices.Compact(vals)
@@ -85,17 +88,22 @@ func (p *Program) Bind(snap *refvalues.Snapshot) (*Policy, error) {
 			if _, ok := revoked[v]; ok {
 				continue
 			}
-			raw, err := hex.DecodeString(v)
-			if err != nil {
+			if _, err := hex.DecodeString(v); err != nil {
 				return nil, &LoadError{Field: "reference_values." + name, Err: fmt.Errorf("%w: %q", refvalues.ErrBadDigest, v)}
 			}
 			keep = append(keep, v)
 			m[v] = true
-			pol.accepted.put(raw, v)
+			all = append(all, v)
 		}
 		eff.Sets[name] = keep
 		pol.counts[name] = len(keep)
 		celSets[name] = types.NewStringInterfaceMap(types.DefaultTypeAdapter, m)
+	}
+	slices.Sort(all)
+	pol.acceptedHex = slices.Compact(all)
+	for i, v := range pol.acceptedHex {
+		raw, _ := hex.DecodeString(v) // checked above
+		pol.accepted.put(raw, i)
 	}
 	for d, r := range revoked {
 		raw, err := hex.DecodeString(d)
@@ -184,24 +192,46 @@ func (x *digestIndex[V]) get(raw []byte) (V, bool) {
 
 func (x *digestIndex[V]) len() int { return len(x.m) }
 
-// activation resolves the input variables; values are converted to CEL once per evaluation.
+// activation resolves the input variables for one evaluation (one goroutine), converting each
+// to CEL on first use only.
 type activation struct {
+	in                               *input
 	pcrs, tpm, boot, ak, clock, refs ref.Val
 }
 
 func (a *activation) ResolveName(name string) (any, bool) {
+	ad := env.CELTypeAdapter()
 	switch name {
-	case varPCRs:
-		return a.pcrs, true
 	case varBoot:
+		if a.boot == nil {
+			a.boot = ad.NativeToValue(a.in.boot)
+		}
 		return a.boot, true
+	case varPCRs:
+		if a.pcrs == nil {
+			pcrs := make(map[string]any, len(a.in.pcrs))
+			for bank, m := range a.in.pcrs {
+				pcrs[bank] = types.NewStringStringMap(ad, m)
+			}
+			a.pcrs = types.NewStringInterfaceMap(ad, pcrs)
+		}
+		return a.pcrs, true
 	case varRefs:
 		return a.refs, true
 	case varAK:
+		if a.ak == nil {
+			a.ak = ad.NativeToValue(a.in.ak)
+		}
 		return a.ak, true
 	case varClock:
+		if a.clock == nil {
+			a.clock = ad.NativeToValue(a.in.clock)
+		}
 		return a.clock, true
 	case varTPM:
+		if a.tpm == nil {
+			a.tpm = ad.NativeToValue(a.in.tpm)
+		}
 		return a.tpm, true
 	}
 	return nil, false
@@ -209,21 +239,7 @@ func (a *activation) ResolveName(name string) (any, bool) {
 
 func (a *activation) Parent() interpreter.Activation { return nil }
 
-func (p *Policy) activation(in *input) *activation {
-	ad := env.CELTypeAdapter()
-	pcrs := make(map[string]any, len(in.pcrs))
-	for bank, m := range in.pcrs {
-		pcrs[bank] = types.NewStringStringMap(ad, m)
-	}
-	return &activation{
-		pcrs:  types.NewStringInterfaceMap(ad, pcrs),
-		tpm:   ad.NativeToValue(in.tpm),
-		boot:  ad.NativeToValue(in.boot),
-		ak:    ad.NativeToValue(in.ak),
-		clock: ad.NativeToValue(in.clock),
-		refs:  p.refs,
-	}
-}
+func (p *Policy) activation(in *input) *activation { return &activation{in: in, refs: p.refs} }
 
 // Appraise evaluates every rule over s and returns the appraisal: the trustworthiness vector
 // (each claim keeps the worst value any rule set for it, "no claim" ranking between warning
@@ -289,7 +305,21 @@ func combine(vec token.TrustworthinessVector, claim string, v int8) {
 // that are accepted reference values go to a.ReferenceValues; revoked ones fail the built-in
 // revoked-reference-value rule, naming where they appear.
 func (p *Policy) scanDigests(s *evidence.State, a *Appraisal) {
-	var matched []string
+	var seen []uint64 // bit i: acceptedHex[i] was matched
+	nSeen := 0
+	match := func(raw []byte) {
+		i, ok := p.accepted.get(raw)
+		if !ok {
+			return
+		}
+		if seen == nil {
+			seen = make([]uint64, (len(p.acceptedHex)+63)/64)
+		}
+		if seen[i/64]&(1<<(i%64)) == 0 {
+			seen[i/64] |= 1 << (i % 64)
+			nSeen++
+		}
+	}
 	var hits []revokedHit
 	anyRevoked := p.revoked.len() > 0
 	for _, idx := range s.LoggedPCRs {
@@ -297,9 +327,7 @@ func (p *Policy) scanDigests(s *evidence.State, a *Appraisal) {
 		if !ok {
 			continue
 		}
-		if hx, ok := p.accepted.get(v); ok {
-			matched = append(matched, hx)
-		}
+		match(v)
 		if anyRevoked {
 			if r, ok := p.revoked.get(v); ok {
 				hits = append(hits, revokedHit{r: r, pcr: int(idx), event: -1})
@@ -308,18 +336,21 @@ func (p *Policy) scanDigests(s *evidence.State, a *Appraisal) {
 	}
 	for i, e := range s.Machine.GetRawEvents() {
 		d := e.GetDigest()
-		if hx, ok := p.accepted.get(d); ok {
-			matched = append(matched, hx)
-		}
+		match(d)
 		if anyRevoked {
 			if r, ok := p.revoked.get(d); ok {
 				hits = append(hits, revokedHit{r: r, pcr: int(e.GetPcrIndex()), event: i, typ: e.GetUntrustedType()})
 			}
 		}
 	}
-	if len(matched) > 0 {
-		slices.Sort(matched)
-		a.ReferenceValues = slices.Compact(matched)
+	if nSeen > 0 { // in acceptedHex order: sorted and unique
+		a.ReferenceValues = make([]string, 0, nSeen)
+		for w, word := range seen {
+			for word != 0 {
+				a.ReferenceValues = append(a.ReferenceValues, p.acceptedHex[w*64+bits.TrailingZeros64(word)])
+				word &= word - 1
+			}
+		}
 	}
 	if len(hits) > 0 {
 		msgs := make([]string, len(hits))

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"crypto"
 	"encoding/hex"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/google/go-eventlog/extract"
 	"github.com/google/go-eventlog/tcg"
@@ -88,17 +90,18 @@ type TPM struct {
 
 // needs says which costly parts of the input some rule reads: every PCR value (pcrs) or only
 // those of pcrMask (bit i for PCR i, read as pcrs.<bank>["i"]), the events by type, GRUB's
-// commands and files, and the kernel and its command line.
+// commands and files, the kernel and its command line, and the firmware, EFI application and
+// boot loader lists (lists).
 type needs struct {
-	pcrs, events, grubCommands, grubFiles, kernel bool
-	pcrMask                                       uint32
+	pcrs, events, grubCommands, grubFiles, kernel, lists bool
+	pcrMask                                              uint32
 	// eventTypes lists the event types read as boot.events["NAME"] (all when events is set).
 	eventTypes []uint32
 }
 
 func (n needs) or(m needs) needs {
 	out := needs{n.pcrs || m.pcrs, n.events || m.events, n.grubCommands || m.grubCommands, n.grubFiles || m.grubFiles, n.kernel || m.kernel,
-		n.pcrMask | m.pcrMask, slices.Clone(n.eventTypes)}
+		n.lists || m.lists, n.pcrMask | m.pcrMask, slices.Clone(n.eventTypes)}
 	for _, t := range m.eventTypes {
 		if !slices.Contains(out.eventTypes, t) {
 			out.eventTypes = append(out.eventTypes, t)
@@ -107,7 +110,12 @@ func (n needs) or(m needs) needs {
 	return out
 }
 
-var allNeeds = needs{true, true, true, true, true, 0, nil}
+var allNeeds = needs{true, true, true, true, true, true, 0, nil}
+
+// walkEvents reports whether the raw events must be walked at all.
+func (n needs) walkEvents() bool {
+	return n.lists || n.kernel || n.grubFiles || n.events || len(n.eventTypes) > 0
+}
 
 // eventTypeCodes maps TCG event type names (TCG PC Client PFP section 10.4.1) to their codes.
 var eventTypeCodes = func() map[string]uint32 {
@@ -139,26 +147,47 @@ const (
 )
 
 // buildInput derives the rule input from s, computing only what n asks for beyond the cheap
-// fields.
+// fields. Digests are hex-encoded into one string (hexer) and the lists sized exactly, so that
+// an evaluation allocates a few dozen objects, not hundreds.
 func buildInput(s *evidence.State, n needs) *input {
-	in := &input{
-		tpm:   &TPM{Bank: s.Bank, FirmwareVersion: s.FirmwareVersion},
-		ak:    &AK{ID: s.AKID, Trust: string(s.AKTrust)},
-		clock: &Clock{Clock: int64(s.Clock.Clock), ResetCount: int64(s.Clock.ResetCount), RestartCount: int64(s.Clock.RestartCount)},
-		boot:  &Boot{},
+	x := &struct { // one allocation for the input and its structs
+		in    input
+		tpm   TPM
+		ak    AK
+		clock Clock
+		boot  Boot
+	}{
+		tpm:   TPM{Bank: s.Bank, FirmwareVersion: s.FirmwareVersion},
+		ak:    AK{ID: s.AKID, Trust: string(s.AKTrust)},
+		clock: Clock{Clock: int64(s.Clock.Clock), ResetCount: int64(s.Clock.ResetCount), RestartCount: int64(s.Clock.RestartCount)},
 	}
+	in := &x.in
+	in.tpm, in.ak, in.clock, in.boot = &x.tpm, &x.ak, &x.clock, &x.boot
 	in.tpm.LoggedPCRs = make([]int64, len(s.LoggedPCRs))
 	for i, p := range s.LoggedPCRs {
 		in.tpm.LoggedPCRs[i] = int64(p)
 	}
+	b, ms := in.boot, s.Machine
+	events := ms.GetRawEvents()
+	h := hexers.Get().(*hexer)
+	defer h.release()
 	m := map[string]string{}
-	for idx, v := range s.PCRs {
-		if n.pcrs || (idx < 32 && n.pcrMask&(1<<idx) != 0) {
-			m[strconv.Itoa(int(idx))] = hex.EncodeToString(v)
+	switch {
+	case !n.pcrs && n.pcrMask == 0:
+		// No rule reads a PCR value.
+	case n.pcrs:
+		for idx, v := range s.PCRs {
+			h.toMap(m, strconv.Itoa(int(idx)), v)
+		}
+	default:
+		for mask := n.pcrMask; mask != 0; mask &= mask - 1 {
+			idx := uint32(bits.TrailingZeros32(mask))
+			if v, ok := s.PCRs[idx]; ok {
+				h.toMap(m, strconv.Itoa(int(idx)), v)
+			}
 		}
 	}
 	in.pcrs = map[string]map[string]string{s.Bank: m}
-	b, ms := in.boot, s.Machine
 	b.SecureBoot = ms.GetSecureBoot().GetEnabled()
 	dbx := ms.GetSecureBoot().GetDbx()
 	b.DBXCount = int64(len(dbx.GetHashes()) + len(dbx.GetCerts()))
@@ -166,28 +195,34 @@ func buildInput(s *evidence.State, n needs) *input {
 		b.GCEFirmwareVersion = int64(p.GetGceVersion())
 		b.ConfidentialTechnology = p.GetTechnology().String()
 	}
-	if n.events || len(n.eventTypes) > 0 {
-		b.Events = map[string][]string{}
+
+	if !n.walkEvents() {
+		h.flush()
+		return in
+	}
+	anyTypes := n.events || len(n.eventTypes) > 0
+	var byType map[uint32]*[]string
+	if anyTypes {
+		byType = map[uint32]*[]string{}
 	}
 	grubSeen, cmdlines := false, 0
 	var pcr9 []*pb.Event
 	var cmd *pb.Event
 	var cmdText []byte
-	for _, e := range ms.GetRawEvents() {
-		idx, typ := e.GetPcrIndex(), e.GetUntrustedType()
+	for _, e := range events {
+		idx, typ, d := e.GetPcrIndex(), e.GetUntrustedType(), e.GetDigest()
 		switch {
 		case idx == 0 && typ != evSep:
-			b.Firmware = append(b.Firmware, hex.EncodeToString(e.GetDigest()))
+			h.toSlice(&b.Firmware, d)
 		case idx == 4 && typ == evBSA:
-			d := hex.EncodeToString(e.GetDigest())
-			b.EFIApps = append(b.EFIApps, d)
+			h.toSlice(&b.EFIApps, d)
 			if !grubSeen {
-				b.Bootloaders = append(b.Bootloaders, d)
+				h.toSlice(&b.Bootloaders, d)
 			}
 		case (idx == 8 || idx == 9) && typ == evIPL:
 			grubSeen = true
 			if idx == 9 && n.grubFiles {
-				b.GRUBFiles = append(b.GRUBFiles, hex.EncodeToString(e.GetDigest()))
+				h.toSlice(&b.GRUBFiles, d)
 			}
 			if idx == 9 && n.kernel {
 				pcr9 = append(pcr9, e)
@@ -199,18 +234,91 @@ func buildInput(s *evidence.State, n needs) *input {
 				}
 			}
 		}
-		if n.events || slices.Contains(n.eventTypes, typ) {
-			name := tcg.EventType(typ).TCGString()
-			b.Events[name] = append(b.Events[name], hex.EncodeToString(e.GetDigest()))
+		if anyTypes && (n.events || slices.Contains(n.eventTypes, typ)) {
+			l, ok := byType[typ]
+			if !ok {
+				l = new([]string)
+				byType[typ] = l
+			}
+			h.toSlice(l, d)
 		}
 	}
-	if n.kernel && cmdlines == 1 { // more than one kernel command line is ambiguous: tell nothing
-		kernelState(b, cmd, cmdText, pcr9, hashOf(s.Bank))
+	if anyTypes {
+		b.Events = make(map[string][]string, len(byType))
+		defer func() { // after flush has filled the lists
+			for typ, l := range byType {
+				b.Events[tcg.EventType(typ).TCGString()] = *l
+			}
+		}()
 	}
+	if n.kernel && cmdlines == 1 { // more than one kernel command line is ambiguous: tell nothing
+		kernelState(b, cmd, cmdText, pcr9, hashOf(s.Bank), h)
+	}
+	h.flush()
 	if n.grubCommands {
-		b.GRUBCommands = grubCommands(ms.GetRawEvents(), hashOf(s.Bank))
+		b.GRUBCommands = grubCommands(events, hashOf(s.Bank))
 	}
 	return in
+}
+
+// hexer hex-encodes digests into one buffer and, on flush, hands out substrings of one string:
+// one allocation for all of an evaluation's digests. Hexers are pooled (the buffer is copied
+// into the string, so it can be reused).
+type hexer struct {
+	buf  []byte
+	refs []hexRef
+}
+
+// hexRef is where one encoded digest goes: a slot of a list sized in advance, a string field, or
+// a map entry.
+type hexRef struct {
+	list       *[]string
+	i          int
+	str        *string
+	m          map[string]string
+	key        string
+	start, end int
+}
+
+var hexers = sync.Pool{New: func() any { return &hexer{buf: make([]byte, 0, 32*64), refs: make([]hexRef, 0, 32)} }}
+
+// release clears h and returns it to the pool.
+func (h *hexer) release() {
+	clear(h.refs) // drop references to lists and maps
+	h.buf, h.refs = h.buf[:0], h.refs[:0]
+	hexers.Put(h)
+}
+
+func (h *hexer) add(r hexRef, d []byte) {
+	r.start = len(h.buf)
+	h.buf = hex.AppendEncode(h.buf, d)
+	r.end = len(h.buf)
+	h.refs = append(h.refs, r)
+}
+
+// toSlice appends a placeholder to *l, filled by flush (which reads *l then, so appends in
+// between are fine).
+func (h *hexer) toSlice(l *[]string, d []byte) {
+	*l = append(*l, "")
+	h.add(hexRef{list: l, i: len(*l) - 1}, d)
+}
+
+func (h *hexer) toString(dst *string, d []byte)                  { h.add(hexRef{str: dst}, d) }
+func (h *hexer) toMap(m map[string]string, key string, d []byte) { h.add(hexRef{m: m, key: key}, d) }
+
+func (h *hexer) flush() {
+	all := string(h.buf)
+	for _, r := range h.refs {
+		v := all[r.start:r.end]
+		switch {
+		case r.list != nil:
+			(*r.list)[r.i] = v
+		case r.str != nil:
+			*r.str = v
+		default:
+			r.m[r.key] = v
+		}
+	}
 }
 
 func hashOf(bank string) crypto.Hash {
@@ -239,12 +347,13 @@ func cmdlineText(data []byte) ([]byte, bool) {
 // kernelState records the kernel command line GRUB measured in PCR 8 when its digest is the
 // hash of its text (with or without the NUL terminator, as go-eventlog's extract package checks
 // it), and the digest of the kernel file it names among GRUB's PCR 9 measurements.
-func kernelState(b *Boot, cmd *pb.Event, text []byte, pcr9 []*pb.Event, h crypto.Hash) {
-	if !digestOf(h, text, cmd.GetDigest()) {
+func kernelState(b *Boot, cmd *pb.Event, text []byte, pcr9 []*pb.Event, hash crypto.Hash, h *hexer) {
+	if !digestOf(hash, text, cmd.GetDigest()) {
 		return
 	}
 	line := string(bytes.TrimRight(text, "\x00"))
-	b.KernelCmdline, b.KernelCmdlineDigest = line, hex.EncodeToString(cmd.GetDigest())
+	b.KernelCmdline = line
+	h.toString(&b.KernelCmdlineDigest, cmd.GetDigest())
 	path, _, _ := strings.Cut(line, " ")
 	if _, after, ok := strings.Cut(path, ")"); ok && strings.HasPrefix(path, "(") {
 		path = after
@@ -255,7 +364,7 @@ func kernelState(b *Boot, cmd *pb.Event, text []byte, pcr9 []*pb.Event, h crypto
 			name = after
 		}
 		if (path != "" && name == path) || name == "grub_linuxefi Kernel" {
-			b.Kernel = hex.EncodeToString(pcr9[i].GetDigest())
+			h.toString(&b.Kernel, pcr9[i].GetDigest())
 			return
 		}
 	}

@@ -42,12 +42,13 @@ func TestPartialInputSameVerdicts(t *testing.T) {
 		Rule{Name: "seps", Claim: "configuration", Expr: `size(boot.events["EV_SEPARATOR"]) >= 7`, OnFailure: 96},
 		Rule{Name: "pcr14", Claim: "configuration", Expr: `pcrs[tpm.bank]["14"] != ""`, OnFailure: 32},
 		Rule{Name: "grub", Claim: "configuration", Expr: `boot.grub_commands.exists(c, c.contains("linux"))`, OnFailure: 32},
-		Rule{Name: "files", Claim: "executables", Expr: `boot.kernel in boot.grub_files`, OnFailure: 32})
+		Rule{Name: "files", Claim: "executables", Expr: `boot.kernel in boot.grub_files`, OnFailure: 32},
+		Rule{Name: "firmware-known", Claim: "executables", Expr: `boot.firmware.all(d, d in refs.firmware)`, OnFailure: 32})
 	p, err := New(f, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := p.prog.needs; n.pcrs || n.events || !n.grubCommands || !n.grubFiles || !n.kernel ||
+	if n := p.prog.needs; n.pcrs || n.events || !n.grubCommands || !n.grubFiles || !n.kernel || !n.lists ||
 		n.pcrMask != 1<<0|1<<2|1<<4|1<<7|1<<14 || !reflect.DeepEqual(n.eventTypes, []uint32{4}) {
 		t.Fatalf("needs %+v", n)
 	}
@@ -77,6 +78,8 @@ func TestNeedsAnalysis(t *testing.T) {
 		{`size(boot.events["EV_IPL"]) > 0`, needs{eventTypes: []uint32{0xd}}},
 		{`size(boot.events) > 0`, needs{events: true}},
 		{`boot.grub_files.size() > 0`, needs{grubFiles: true}},
+		{`boot.firmware.all(d, d in refs.firmware)`, needs{lists: true}},
+		{`boot.bootloaders.size() > 0 && boot.efi_apps.size() > 0`, needs{lists: true}},
 		{`[boot].size() == 1`, allNeeds},
 	} {
 		f := &File{Version: 1, Rules: []Rule{{Name: "r", Claim: "configuration", Expr: tc.expr, OnFailure: 96}}}
