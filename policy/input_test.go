@@ -78,7 +78,7 @@ func TestNeedsAnalysis(t *testing.T) {
 		{`size(boot.events["EV_IPL"]) > 0`, needs{eventTypes: []uint32{0xd}}},
 		{`size(boot.events) > 0`, needs{events: true}},
 		{`boot.grub_files.size() > 0`, needs{grubFiles: true}},
-		{`boot.firmware.all(d, d in refs.firmware)`, needs{lists: true}},
+		{`boot.firmware.all(d, d.size() == 64)`, needs{lists: true}},
 		{`boot.bootloaders.size() > 0 && boot.efi_apps.size() > 0`, needs{lists: true}},
 		{`[boot].size() == 1`, allNeeds},
 	} {
