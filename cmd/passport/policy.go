@@ -171,7 +171,11 @@ func loadPolicy(path, refsFile string) (*policy.Policy, error) {
 			return nil, err
 		}
 	}
-	return policy.New(f, snap)
+	p, err := policy.New(f, snap)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return p, nil
 }
 
 func newPolicyEvalCmd() *cobra.Command {
