@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 
 	"cel.dev/cel-go/cel"
@@ -339,5 +338,3 @@ func (p *Program) File() *File { return p.file }
 
 // Digest returns the SHA-256 (hex) of the policy file's canonical encoding.
 func (p *Program) Digest() string { return p.digest }
-
-func quoteList(xs []string) string { return "[" + strings.Join(xs, ", ") + "]" }
