@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -77,8 +78,10 @@ func (e *Engine) PolicyID() string { return e.cur.Load().ID() }
 func (e *Engine) Store() refvalues.Store { return e.o.Store }
 
 // Reload re-reads the policy file and the store's version; when either changed it compiles
-// and binds a new Policy and swaps it in, reporting changed = true. On any error nothing
-// changes: the policy in force stays (its error says which rule and why).
+// and binds a new Policy and swaps it in, reporting changed = true. A file that does not load
+// is refused with an error (which rule and why) and the rules in force stay; a change of the
+// store's reference values or revocations is still bound to them, so that a broken edit of the
+// policy file never holds back a revocation. When the store cannot be read nothing changes.
 func (e *Engine) Reload(ctx context.Context) (changed bool, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -92,34 +95,41 @@ func (e *Engine) Reload(ctx context.Context) (changed bool, err error) {
 		return false, fmt.Errorf("policy: reference values: %w", err)
 	}
 	cur := e.cur.Load()
-	if cur != nil && sum == e.fileSum && ver == e.storeVer {
-		return false, nil
-	}
-	prog := e.prog
+	prog, fileErr := e.prog, error(nil)
 	if cur == nil || sum != e.fileSum {
 		f, err := parseAny(b)
+		if err == nil {
+			prog, err = Compile(f)
+		}
 		if err != nil {
-			return false, fmt.Errorf("%s: %w", e.path, err)
+			fileErr = fmt.Errorf("%s: %w", e.path, err)
+			if cur == nil {
+				return false, fileErr
+			}
+			prog = e.prog
 		}
-		if prog, err = Compile(f); err != nil {
-			return false, fmt.Errorf("%s: %w", e.path, err)
-		}
+	}
+	if prog == e.prog && ver == e.storeVer {
+		return false, fileErr
 	}
 	snap, err := e.o.Store.Snapshot(ctx)
 	if err != nil {
-		return false, fmt.Errorf("policy: reference values: %w", err)
+		return false, errors.Join(fileErr, fmt.Errorf("policy: reference values: %w", err))
 	}
 	p, err := prog.Bind(snap)
 	if err != nil {
-		return false, fmt.Errorf("%s: %w", e.path, err)
+		return false, errors.Join(fileErr, fmt.Errorf("%s: %w", e.path, err))
 	}
-	e.prog, e.fileSum, e.storeVer = prog, sum, ver
+	if fileErr == nil {
+		e.fileSum = sum
+	}
+	e.prog, e.storeVer = prog, ver
 	e.cur.Store(p)
 	if cur == nil || cur.ID() != p.ID() {
 		e.o.Log.Info("policy in force", "path", e.path, "policy_id", p.ID(), "rules", len(prog.rules),
 			"policy_digest", prog.digest, "reference_values_digest", p.refsHash)
 	}
-	return true, nil
+	return true, fileErr
 }
 
 // Watch reloads every interval (polling the file's content hash and the store's version, so it

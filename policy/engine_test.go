@@ -242,3 +242,40 @@ func TestEngineConcurrentReloads(t *testing.T) {
 		t.Errorf("appraisal saw a mixed policy: %s", s)
 	}
 }
+
+// TestEngineRevocationDespiteBrokenFile: while the policy file holds a bad edit, a revocation
+// made in the store still takes effect (the rules in force stay, bound to the new values).
+func TestEngineRevocationDespiteBrokenFile(t *testing.T) {
+	ctx := context.Background()
+	path, good := learnedFile(t)
+	store := refvalues.NewMemory()
+	e, err := policy.NewEngine(ctx, path, policy.EngineOptions{Store: store, Log: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := bareState(t, testenv.EventLog(t, testenv.DefaultLog))
+	writeFile(t, path, []byte(strings.Replace(string(good), "claim: hardware", "claim: hardwar", 1)))
+	if _, err := e.Reload(ctx); err == nil {
+		t.Fatal("bad file accepted")
+	}
+	kernel := e.Current().Program().File().ReferenceValues["kernels"][0]
+	if _, _, err := store.Revoke(ctx, refvalues.Revocation{Digest: kernel, RevokedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	changed, err := e.Reload(ctx)
+	if !changed || err == nil || !strings.Contains(err.Error(), "hardwar") {
+		t.Fatalf("reload with a bad file and a new revocation: changed=%v err=%v", changed, err)
+	}
+	if a := e.Appraise(st); a.Status != token.TierContraindicated || failure(a, policy.RevokedRule) == nil {
+		t.Fatalf("revocation not in force: %v %v", a.Status, failed(a))
+	}
+	if got := e.Current().Program().Rules(); len(got) != 11 {
+		t.Fatalf("rules in force changed: %v", got)
+	}
+	// Restoring the file clears the error; its rules were in force all along.
+	id := e.Current().ID()
+	writeFile(t, path, good)
+	if _, err := e.Reload(ctx); err != nil || e.Current().ID() != id {
+		t.Fatalf("restored file: %v (ID %s, was %s)", err, e.Current().ID(), id)
+	}
+}
