@@ -3,6 +3,7 @@ package policy
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -175,10 +176,20 @@ func (e *Engine) RevokeReferenceValue(ctx context.Context, digest, reason string
 	if err != nil {
 		return refvalues.Revocation{}, false, err
 	}
-	if _, err := e.Reload(ctx); err != nil {
+	if _, err := e.Reload(ctx); err != nil && !e.revokedInForce(r.Digest) {
 		return r, created, fmt.Errorf("policy: revocation stored but not yet in force: %w", err)
 	}
 	return r, created, nil
+}
+
+// revokedInForce reports whether the policy in force refuses digest.
+func (e *Engine) revokedInForce(digest string) bool {
+	raw, err := hex.DecodeString(digest)
+	if err != nil {
+		return false
+	}
+	_, ok := e.cur.Load().revoked.get(raw)
+	return ok
 }
 
 // ReinstateReferenceValue removes the store's revocation of digest and binds the change. It
@@ -188,7 +199,7 @@ func (e *Engine) ReinstateReferenceValue(ctx context.Context, digest string) (bo
 	if err != nil {
 		return false, err
 	}
-	if _, err := e.Reload(ctx); err != nil {
+	if _, err := e.Reload(ctx); err != nil && e.revokedInForce(digest) {
 		return ok, fmt.Errorf("policy: reinstatement stored but not yet in force: %w", err)
 	}
 	return ok, nil

@@ -266,6 +266,11 @@ func TestEngineRevocationDespiteBrokenFile(t *testing.T) {
 	if !changed || err == nil || !strings.Contains(err.Error(), "hardwar") {
 		t.Fatalf("reload with a bad file and a new revocation: changed=%v err=%v", changed, err)
 	}
+	// Through the engine (the admin API's path) a revocation succeeds too.
+	other := strings.Repeat("7e", 32)
+	if _, _, err := e.RevokeReferenceValue(ctx, other, "x"); err != nil {
+		t.Fatalf("RevokeReferenceValue with a broken file: %v", err)
+	}
 	if a := e.Appraise(st); a.Status != token.TierContraindicated || failure(a, policy.RevokedRule) == nil {
 		t.Fatalf("revocation not in force: %v %v", a.Status, failed(a))
 	}
