@@ -36,7 +36,9 @@ type Serve struct {
 	AK              AKTrust       // ak-roots, ak-intermediates, ek-roots, ek-intermediates, ek-allowlist
 	SigningKey      string        // signing-key: PEM private key file; generated when empty
 	Alg             string        // alg: algorithm of a generated key
-	Policy          string        // policy: reference-value policy file
+	Policy          string        // policy: appraisal policy file (docs/POLICY.md)
+	ReferenceValues string        // reference-values: YAML file or "redis"; in memory when empty
+	PolicyPoll      time.Duration // policy-poll: how often policy and reference values are re-read
 	Audiences       []string      // audience: allowed audiences (any when empty)
 	NonceTTL        time.Duration // nonce-ttl
 	TokenLifetime   time.Duration // token-lifetime
@@ -117,6 +119,7 @@ func DefaultServe() Serve {
 		Alg:           DefaultAlg,
 		NonceTTL:      DefaultNonceTTL,
 		TokenLifetime: DefaultTokenLifetime,
+		PolicyPoll:    5 * time.Second,
 		Server:        DefaultServer(),
 		Limits:        Limits{ChallengeRate: DefaultChallengeRate, ChallengeBurst: DefaultChallengeBurst, ChallengeClients: DefaultRateClients},
 		Log:           Log{Level: "info", Format: "json"},
@@ -138,7 +141,9 @@ func (s *Serve) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.AK.EKAllowlist, "ek-allowlist", s.AK.EKAllowlist, "file of pinned EK public keys (PEM or JWKS) for TPMs without an EK certificate: turns on EK enrollment")
 	fs.StringVar(&s.SigningKey, "signing-key", s.SigningKey, "PEM private key (PKCS#8 or SEC 1) to sign tokens; generated at start when empty")
 	fs.StringVar(&s.Alg, "alg", s.Alg, "signing algorithm for a generated key: ES256, ES384, EdDSA, PS256, RS256")
-	fs.StringVar(&s.Policy, "policy", s.Policy, "reference-value policy file (YAML); without it any verified evidence is affirmed")
+	fs.StringVar(&s.Policy, "policy", s.Policy, "appraisal policy file (YAML, docs/POLICY.md; reloaded on change and SIGHUP); without it any verified evidence is affirmed")
+	fs.StringVar(&s.ReferenceValues, "reference-values", s.ReferenceValues, `reference values and revocations beside --policy's: a YAML file, or "redis" (the --redis server); in memory when empty`)
+	fs.DurationVar(&s.PolicyPoll, "policy-poll", s.PolicyPoll, "how often --policy and --reference-values are checked for changes (0: only on SIGHUP)")
 	fs.StringSliceVar(&s.Audiences, "audience", s.Audiences, "audiences tokens may be minted for (repeatable); any when unset")
 	fs.DurationVar(&s.NonceTTL, "nonce-ttl", s.NonceTTL, "challenge lifetime")
 	fs.DurationVar(&s.TokenLifetime, "token-lifetime", s.TokenLifetime, "token lifetime (exp - iat)")
@@ -213,6 +218,15 @@ func (s *Serve) Validate() error {
 		e.add("alg", fmt.Sprintf("%q is not one of %v", s.Alg, Algorithms))
 	}
 	e.file("policy", s.Policy)
+	if s.ReferenceValues != "" && s.Policy == "" {
+		e.add("reference-values", "needs policy")
+	}
+	if s.ReferenceValues == "redis" && s.Redis == "" {
+		e.add("reference-values", `"redis" needs redis`)
+	}
+	if s.PolicyPoll < 0 {
+		e.add("policy-poll", "must not be negative")
+	}
 	for i, a := range s.Audiences {
 		if a == "" {
 			e.add("audience", fmt.Sprintf("entry %d is empty", i))

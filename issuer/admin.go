@@ -86,5 +86,6 @@ func (is *Issuer) AdminHandler(auth *AdminAuth) http.Handler {
 func (is *Issuer) adminRoutes() []func(*http.ServeMux) {
 	return []func(*http.ServeMux){
 		is.adminAKRoutes,
+		is.refValueRoutes,
 	}
 }

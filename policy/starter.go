@@ -35,20 +35,29 @@ func LoadReference(path string) (*Reference, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
+	r, err := parseReference(b)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// parseReference decodes and validates a starter policy document.
+func parseReference(b []byte) (*Reference, error) {
 	var r Reference
 	dec := yaml.NewDecoder(strings.NewReader(string(b)))
 	dec.KnownFields(true)
 	if err := dec.Decode(&r); err != nil {
-		return nil, fmt.Errorf("policy: %s: %w", path, err)
+		return nil, err
 	}
 	for pcr, vals := range r.PCRs {
 		if n, err := strconv.Atoi(pcr); err != nil || n < 0 || n > 23 {
-			return nil, fmt.Errorf("policy: %s: PCR %q is not 0..23", path, pcr)
+			return nil, fmt.Errorf("PCR %q is not 0..23", pcr)
 		}
 		for i, v := range vals {
 			d, err := hex.DecodeString(v)
 			if err != nil || len(d) != sha256.Size {
-				return nil, fmt.Errorf("policy: %s: PCR %s value %d is not a hex SHA-256 digest", path, pcr, i)
+				return nil, fmt.Errorf("PCR %s value %d is not a hex SHA-256 digest", pcr, i)
 			}
 			vals[i] = strings.ToLower(v)
 		}

@@ -34,6 +34,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newKBSCmd())
 	root.AddCommand(newEventLogCmd())
 	root.AddCommand(newLoadtestCmd())
+	root.AddCommand(newPolicyCmd())
 	return root
 }
 

@@ -172,17 +172,28 @@ func buildIssuer(ctx context.Context, f serveFlags, url string, o *ops) (*issuer
 	if err != nil {
 		return nil, nil, err
 	}
-	is, err := assembleIssuer(f, url, o, nonces, clocks)
+	var pol policy.Appraiser = &policy.Reference{}
+	closeRefs := func() {}
+	if f.Policy != "" {
+		eng, closeEng, err := startPolicyEngine(ctx, f)
+		if err != nil {
+			closeFn()
+			return nil, nil, err
+		}
+		pol, closeRefs = eng, closeEng
+	}
+	is, err := assembleIssuer(f, url, o, nonces, clocks, pol)
 	if err != nil {
+		closeRefs()
 		closeFn()
 		return nil, nil, err
 	}
-	return is, closeFn, nil
+	return is, func() { closeRefs(); closeFn() }, nil
 }
 
-// assembleIssuer builds the issuer on opened stores: AK trust (allowlist, certificate chains,
-// EK enrollment, or any AK), signing key, policy.
-func assembleIssuer(f serveFlags, url string, o *ops, nonces store.NonceStore, clocks store.ClockStore) (*issuer.Issuer, error) {
+// assembleIssuer builds the issuer on opened stores and policy: AK trust (allowlist,
+// certificate chains, EK enrollment, or any AK) and the signing key.
+func assembleIssuer(f serveFlags, url string, o *ops, nonces store.NonceStore, clocks store.ClockStore, pol policy.Appraiser) (*issuer.Issuer, error) {
 	aks, _ := nonces.(store.AKStore)
 	trust, allow, err := buildAKTrust(f, aks, f.AdminAddr != "" || f.AK.EnrollOn())
 	if err != nil {
@@ -204,12 +215,6 @@ func assembleIssuer(f serveFlags, url string, o *ops, nonces store.NonceStore, c
 	}
 	if err != nil {
 		return nil, err
-	}
-	pol := &policy.Reference{}
-	if f.Policy != "" {
-		if pol, err = policy.LoadReference(f.Policy); err != nil {
-			return nil, err
-		}
 	}
 	return issuer.New(issuer.Config{
 		URL: url, Keyring: jwks.NewKeyring(key), Nonces: o.metrics.NonceStore(nonces), Clocks: clocks,

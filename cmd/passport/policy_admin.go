@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/passport-attest/passport/api"
+)
+
+// adminFlags reach a running issuer's admin API (serve --admin-addr, --admin-credential).
+type adminFlags struct {
+	admin, credential string
+}
+
+func (a *adminFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&a.admin, "admin", "", "admin API base URL (serve --admin-addr), e.g. http://127.0.0.1:9443")
+	cmd.Flags().StringVar(&a.credential, "credential", "", "file holding the admin bearer credential")
+	_ = cmd.MarkFlagRequired("admin")
+	_ = cmd.MarkFlagRequired("credential")
+}
+
+// do sends one admin request and decodes a JSON answer into out (when non-nil). A non-2xx
+// answer is an error carrying the issuer's error_description.
+func (a *adminFlags) do(ctx context.Context, method, path string, body, out any) (int, error) {
+	cred, err := os.ReadFile(a.credential)
+	if err != nil {
+		return 0, fmt.Errorf("--credential: %w", err)
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(a.admin, "/")+path, rd)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(cred)))
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if err != nil {
+		return res.StatusCode, err
+	}
+	if res.StatusCode >= 300 {
+		var e api.Error
+		if json.Unmarshal(data, &e) == nil && e.Code != "" {
+			return res.StatusCode, fmt.Errorf("issuer answered %d: %w", res.StatusCode, &e)
+		}
+		return res.StatusCode, fmt.Errorf("issuer answered %d", res.StatusCode)
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			return res.StatusCode, fmt.Errorf("admin API answer: %w", err)
+		}
+	}
+	return res.StatusCode, nil
+}
+
+func newPolicyRevokeCmd() *cobra.Command {
+	var a adminFlags
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "revoke-value --admin URL --credential FILE [--reason TEXT] DIGEST",
+		Short: "Revoke a reference value: the issuer refuses new evidence containing DIGEST",
+		Long: `revoke-value tells a running issuer to stop accepting a configuration: from now on any
+evidence whose PCR values or event-log events contain DIGEST (hex) is refused, whatever its
+reference-value sets say. The revocation is listed (list-revoked) so that tokens already issued
+for it, whose submods.tpm.measurements.reference_values carry DIGEST, can be revoked. It prints
+the stored revocation as JSON.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var res api.RevokeReferenceValueResponse
+			if _, err := a.do(cmd.Context(), http.MethodPost, api.PathReferenceValueRevocations,
+				api.RevokeReferenceValueRequest{Digest: args[0], Reason: reason}, &res); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), res)
+		},
+	}
+	a.register(cmd)
+	cmd.Flags().StringVar(&reason, "reason", "", "why, in operator words (e.g. a CVE identifier)")
+	return cmd
+}
+
+func newPolicyReinstateCmd() *cobra.Command {
+	var a adminFlags
+	cmd := &cobra.Command{
+		Use:   "reinstate-value --admin URL --credential FILE DIGEST",
+		Short: "Lift the revocation of a reference value",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := a.do(cmd.Context(), http.MethodDelete, api.PathReferenceValueRevocations+"/"+url.PathEscape(args[0]), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "reinstated", args[0])
+			return nil
+		},
+	}
+	a.register(cmd)
+	return cmd
+}
+
+func newPolicyListRevokedCmd() *cobra.Command {
+	var a adminFlags
+	cmd := &cobra.Command{
+		Use:   "list-revoked --admin URL --credential FILE",
+		Short: "List the revoked reference values as JSON",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var res api.ReferenceValueRevocationList
+			if _, err := a.do(cmd.Context(), http.MethodGet, api.PathReferenceValueRevocations, nil, &res); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), res)
+		},
+	}
+	a.register(cmd)
+	return cmd
+}

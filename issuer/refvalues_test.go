@@ -1,0 +1,238 @@
+package issuer_test
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-eventlog/tcg"
+
+	"github.com/passport-attest/passport/api"
+	"github.com/passport-attest/passport/attester"
+	"github.com/passport-attest/passport/evidence"
+	"github.com/passport-attest/passport/internal/testenv"
+	"github.com/passport-attest/passport/issuer"
+	"github.com/passport-attest/passport/policy"
+	"github.com/passport-attest/passport/relyingparty"
+	"github.com/passport-attest/passport/token"
+)
+
+// learnedEngine learns a policy from the real log (bare), writes it and loads a policy engine.
+func learnedEngine(t *testing.T, log []byte) (*policy.Engine, *policy.File) {
+	t.Helper()
+	st, err := evidence.FromEventLog(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _, err := policy.Learn(st, policy.LearnOptions{Name: "issuer-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := f.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(path, y, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e, err := policy.NewEngine(context.Background(), path, policy.EngineOptions{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, f
+}
+
+func verifiedClaims(t *testing.T, srv *testenv.Server, raw string) *token.Claims {
+	t.Helper()
+	v, err := relyingparty.NewVerifier(relyingparty.Config{Issuer: srv.URL, Audience: "test", KeySet: relyingparty.NewStaticKeySet(srv.Keyring.PublicSet())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := v.Verify(context.Background(), raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+const refAdminCredential = "0123456789abcdef-refvalues-admin"
+
+// adminCall sends one admin request with the credential and decodes a JSON answer into out.
+func refAdminCall(t *testing.T, base, method, path string, body, out any) int {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, base+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+refAdminCredential)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if out != nil && res.StatusCode < 300 {
+		if err := json.NewDecoder(res.Body).Decode(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return res.StatusCode
+}
+
+// description returns the issuer's error_description of a refusal.
+func description(t *testing.T, err error) string {
+	t.Helper()
+	var he *attester.HTTPError
+	if !errors.As(err, &he) {
+		t.Fatalf("%v is not an HTTP refusal", err)
+	}
+	return he.Err.Description
+}
+
+// TestRevokedReferenceValue: through the admin API, revoking the kernel a machine booted makes
+// the issuer refuse that machine's next evidence (403 naming the rule and the digest), lists
+// the revocation for token revocation, and reinstating it accepts the machine again. The token
+// minted before carries the policy ID in force and the matched reference values, the kernel's
+// among them.
+func TestRevokedReferenceValue(t *testing.T) {
+	ctx := context.Background()
+	log := testenv.EventLog(t, testenv.DefaultLog)
+	eng, f := learnedEngine(t, log)
+	a := testenv.AttesterFor(t, log)
+	srv := testenv.Issuer(t, testenv.IssuerOptions{TrustAKs: []crypto.PublicKey{a.AKPublic()}, Policy: eng})
+	auth, err := issuer.NewAdminAuth([]byte(refAdminCredential))
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := httptest.NewServer(srv.Issuer.AdminHandler(auth))
+	defer admin.Close()
+	c := &attester.Client{IssuerURL: srv.URL}
+	kernel := f.ReferenceValues["kernels"][0]
+
+	res, err := c.Attest(ctx, a, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := verifiedClaims(t, srv, res.Token).Submods[token.SubmodTPM]
+	if sub.Status != token.TierAffirming || sub.PolicyID != eng.PolicyID() || !slices.Contains(sub.Measurements.ReferenceValues, kernel) {
+		t.Fatalf("token: status %v, policy %q (in force %q), reference values %v", sub.Status, sub.PolicyID, eng.PolicyID(), sub.Measurements.ReferenceValues)
+	}
+	if sub.Vector[token.ClaimHardware] != token.ValueAffirming || sub.Vector[token.ClaimExecutables] != token.ValueApprovedBoot {
+		t.Errorf("vector %v", sub.Vector)
+	}
+
+	var rr api.RevokeReferenceValueResponse
+	if st := refAdminCall(t, admin.URL, http.MethodPost, api.PathReferenceValueRevocations,
+		api.RevokeReferenceValueRequest{Digest: kernel, Reason: "CVE-2026-4242"}, &rr); st != http.StatusCreated || !rr.Created || rr.Revocation.Digest != kernel || rr.PolicyID != eng.PolicyID() {
+		t.Fatalf("revoke: %d %+v", st, rr)
+	}
+	if rr.PolicyID == sub.PolicyID {
+		t.Error("the policy ID did not change with the revocation")
+	}
+	if st := refAdminCall(t, admin.URL, http.MethodPost, api.PathReferenceValueRevocations,
+		api.RevokeReferenceValueRequest{Digest: kernel, Reason: "again"}, &rr); st != http.StatusOK || rr.Created || rr.Revocation.Reason != "CVE-2026-4242" {
+		t.Fatalf("second revoke: %d %+v", st, rr)
+	}
+
+	_, err = c.Attest(ctx, a, "test")
+	st, codeStr := code(t, err)
+	if st != http.StatusForbidden || codeStr != "policy_refused" {
+		t.Fatalf("after revocation: %d %s", st, codeStr)
+	}
+	desc := description(t, err)
+	for _, want := range []string{policy.RevokedRule, kernel, "CVE-2026-4242", "kernel: the kernel is not one"} {
+		if !strings.Contains(desc, want) {
+			t.Errorf("refusal lacks %q: %s", want, desc)
+		}
+	}
+
+	var list api.ReferenceValueRevocationList
+	if st := refAdminCall(t, admin.URL, http.MethodGet, api.PathReferenceValueRevocations, nil, &list); st != http.StatusOK ||
+		len(list.Revocations) != 1 || list.Revocations[0].Digest != kernel || list.Revocations[0].RevokedAt.IsZero() {
+		t.Fatalf("list: %d %+v", st, list)
+	}
+	if l, err := srv.Issuer.ListRevokedReferenceValues(ctx); err != nil || len(l) != 1 || l[0].Digest != kernel {
+		t.Fatalf("ListRevokedReferenceValues = %+v, %v", l, err)
+	}
+
+	if st := refAdminCall(t, admin.URL, http.MethodPost, api.PathReferenceValueRevocations, api.RevokeReferenceValueRequest{Digest: "not-a-digest"}, nil); st != http.StatusBadRequest {
+		t.Errorf("bad digest: %d", st)
+	}
+	req, _ := http.NewRequest(http.MethodPost, admin.URL+api.PathReferenceValueRevocations, strings.NewReader(`{"digest":"`+kernel+`"}`))
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("without credential: %v %v", res.StatusCode, err)
+	}
+
+	if st := refAdminCall(t, admin.URL, http.MethodDelete, api.PathReferenceValueRevocations+"/"+kernel, nil, nil); st != http.StatusNoContent {
+		t.Fatalf("reinstate: %d", st)
+	}
+	if st := refAdminCall(t, admin.URL, http.MethodDelete, api.PathReferenceValueRevocations+"/"+kernel, nil, nil); st != http.StatusNotFound {
+		t.Fatalf("second reinstate: %d", st)
+	}
+	if _, err := c.Attest(ctx, a, "test"); err != nil {
+		t.Fatalf("after reinstatement: %v", err)
+	}
+}
+
+// TestChangedKernelRefusedByIssuer: a machine whose log differs from the known-good one only
+// in its kernel digest (replayed into the simulator, so the quote is genuine) is refused with
+// 403 naming the kernel rule.
+func TestChangedKernelRefusedByIssuer(t *testing.T) {
+	log := testenv.EventLog(t, testenv.DefaultLog)
+	eng, f := learnedEngine(t, log)
+	st, err := evidence.FromEventLog(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bad []byte
+	for _, e := range st.Machine.GetRawEvents() {
+		if e.GetPcrIndex() == 9 && e.GetUntrustedType() == uint32(tcg.Ipl) && bytes.HasPrefix(e.GetData(), []byte("/boot/vmlinuz")) {
+			i := bytes.Index(log, e.GetDigest())
+			bad = bytes.Clone(log)
+			bad[i] ^= 0xff
+			break
+		}
+	}
+	a := testenv.AttesterFor(t, bad)
+	srv := testenv.Issuer(t, testenv.IssuerOptions{TrustAKs: []crypto.PublicKey{a.AKPublic()}, Policy: eng})
+	_, err = (&attester.Client{IssuerURL: srv.URL}).Attest(context.Background(), a, "test")
+	status, c := code(t, err)
+	desc := description(t, err)
+	if status != http.StatusForbidden || c != "policy_refused" || !strings.Contains(desc, "kernel: the kernel is not one the known-good machine booted") {
+		t.Fatalf("%d %s %s", status, c, desc)
+	}
+	if strings.Contains(desc, "bootloaders:") || strings.Contains(desc, "pcr4:") || strings.Contains(desc, f.ReferenceValues["kernels"][0]) {
+		t.Errorf("refusal names more than the kernel: %s", desc)
+	}
+}
+
+// TestReferenceValuesUnmanaged: with the starter policy the admin API says reference values
+// are not managed (501) and the list is empty.
+func TestReferenceValuesUnmanaged(t *testing.T) {
+	srv := testenv.Issuer(t, testenv.IssuerOptions{})
+	auth, _ := issuer.NewAdminAuth([]byte(refAdminCredential))
+	admin := httptest.NewServer(srv.Issuer.AdminHandler(auth))
+	defer admin.Close()
+	if st := refAdminCall(t, admin.URL, http.MethodPost, api.PathReferenceValueRevocations, api.RevokeReferenceValueRequest{Digest: strings.Repeat("ab", 32)}, nil); st != http.StatusNotImplemented {
+		t.Fatalf("POST: %d", st)
+	}
+	if l, err := srv.Issuer.ListRevokedReferenceValues(context.Background()); err != nil || len(l) != 0 {
+		t.Fatalf("list: %v %v", l, err)
+	}
+}

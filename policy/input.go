@@ -1,0 +1,417 @@
+package policy
+
+import (
+	"bytes"
+	"crypto"
+	"encoding/hex"
+	"math/bits"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/google/go-eventlog/extract"
+	"github.com/google/go-eventlog/tcg"
+	pb "github.com/google/go-tpm-tools/proto/attest"
+
+	"github.com/passport-attest/passport/evidence"
+)
+
+// The input a rule sees: the CEL variables pcrs, tpm, boot, ak, clock and refs, built once per
+// evaluation from an evidence.State (docs/POLICY.md documents every field with examples). All
+// digests are lowercase hex of the verified bank (SHA-256).
+
+// Boot is the CEL variable boot: the measured-boot state go-tpm-tools extracted from the
+// replayed event log (TCG PC Client Platform Firmware Profile), plus what passport derives from
+// the verified events. Event data other than digests is untrusted unless noted.
+type Boot struct {
+	// SecureBoot: UEFI Secure Boot enabled (the SecureBoot variable measured in PCR 7).
+	SecureBoot bool `cel:"secure_boot"`
+	// DBXCount: number of hashes and certificates in the measured dbx (revoked boot binaries).
+	DBXCount int64 `cel:"dbx_count"`
+	// Firmware: digests of the PCR 0 events other than separators (S-CRTM version and contents,
+	// platform firmware blobs, non-host information), in log order.
+	Firmware []string `cel:"firmware"`
+	// GCEFirmwareVersion: the GCE virtual firmware version (0 elsewhere).
+	GCEFirmwareVersion int64 `cel:"gce_firmware_version"`
+	// ConfidentialTechnology: "NONE", "AMD_SEV", "AMD_SEV_ES", "AMD_SEV_SNP", "INTEL_TDX" on GCE,
+	// "" when the log does not say.
+	ConfidentialTechnology string `cel:"confidential_technology"`
+	// EFIApps: digests (Authenticode) of every EV_EFI_BOOT_SERVICES_APPLICATION in PCR 4.
+	EFIApps []string `cel:"efi_apps"`
+	// Bootloaders: the EFI applications started before the boot loader's first PCR 8/9
+	// measurement (shim, GRUB); all of EFIApps when GRUB measured nothing.
+	Bootloaders []string `cel:"bootloaders"`
+	// Kernel: digest of the kernel GRUB loaded (the PCR 9 file named by the kernel command
+	// line, or GRUB's "grub_linuxefi Kernel" event); "" when it cannot be told.
+	Kernel string `cel:"kernel"`
+	// KernelCmdline: the kernel command line GRUB measured in PCR 8, checked against its
+	// digest (trusted); "" when absent, ambiguous or not matching its digest.
+	KernelCmdline string `cel:"kernel_cmdline"`
+	// KernelCmdlineDigest: that event's digest ("" with KernelCmdline).
+	KernelCmdlineDigest string `cel:"kernel_cmdline_digest"`
+	// GRUBCommands: every command GRUB measured in PCR 8, each checked against its digest by
+	// go-eventlog (empty when one does not match).
+	GRUBCommands []string `cel:"grub_commands"`
+	// GRUBFiles: digests of the files GRUB measured in PCR 9 (configuration, modules, kernel,
+	// initrd), in log order.
+	GRUBFiles []string `cel:"grub_files"`
+	// Events: digests of every measured event by TCG event type name, e.g.
+	// boot.events["EV_EFI_BOOT_SERVICES_APPLICATION"], in log order.
+	Events map[string][]string `cel:"events"`
+}
+
+// AK is the CEL variable ak: the attestation key.
+type AK struct {
+	// ID: RFC 7638 thumbprint of the AK public key (the token's sub); "" without a quote.
+	ID string `cel:"id"`
+	// Trust: how the AK was trusted: "allowlist", "certificate", "enrolled", "any"
+	// (--trust-any-ak: not at all), "" without a quote (a bare event log).
+	Trust string `cel:"trust"`
+}
+
+// Clock is the CEL variable clock: TPMS_CLOCK_INFO of the quote (TPM 2.0 Part 2 section
+// 10.11.1); zero without a quote.
+type Clock struct {
+	Clock        int64 `cel:"clock"` // milliseconds the TPM has been powered since its last clear
+	ResetCount   int64 `cel:"reset_count"`
+	RestartCount int64 `cel:"restart_count"`
+}
+
+// TPM is the CEL variable tpm.
+type TPM struct {
+	// Bank: the verified PCR bank, "sha256" (or "sha1" where allowed).
+	Bank string `cel:"bank"`
+	// LoggedPCRs: the PCRs the event log has events for, ascending.
+	LoggedPCRs []int64 `cel:"logged_pcrs"`
+	// FirmwareVersion: the TPM's firmware version from the quote (0 without a quote).
+	FirmwareVersion uint64 `cel:"firmware_version"`
+}
+
+// needs says which costly parts of the input some rule reads: every PCR value (pcrs) or only
+// those of pcrMask (bit i for PCR i, read as pcrs.<bank>["i"]), the events by type, GRUB's
+// commands and files, the kernel and its command line, and the firmware, EFI application and
+// boot loader lists (lists).
+type needs struct {
+	pcrs, events, grubCommands, grubFiles, kernel, lists bool
+	pcrMask                                              uint32
+	// eventTypes lists the event types read as boot.events["NAME"] (all when events is set).
+	eventTypes []uint32
+}
+
+func (n needs) or(m needs) needs {
+	out := needs{n.pcrs || m.pcrs, n.events || m.events, n.grubCommands || m.grubCommands, n.grubFiles || m.grubFiles, n.kernel || m.kernel,
+		n.lists || m.lists, n.pcrMask | m.pcrMask, slices.Clone(n.eventTypes)}
+	for _, t := range m.eventTypes {
+		if !slices.Contains(out.eventTypes, t) {
+			out.eventTypes = append(out.eventTypes, t)
+		}
+	}
+	return out
+}
+
+var allNeeds = needs{true, true, true, true, true, true, 0, nil}
+
+// walkEvents reports whether the raw events must be walked at all.
+func (n needs) walkEvents() bool {
+	return n.lists || n.kernel || n.grubFiles || n.events || len(n.eventTypes) > 0
+}
+
+// eventTypeCodes maps TCG event type names (TCG PC Client PFP section 10.4.1) to their codes.
+var eventTypeCodes = func() map[string]uint32 {
+	m := map[string]uint32{}
+	for _, base := range []uint32{0, 0x80000000} {
+		for c := base; c <= base+0xff; c++ {
+			if name := tcg.EventType(c).TCGString(); !strings.HasPrefix(name, "EventType(") {
+				m[name] = c
+			}
+		}
+	}
+	return m
+}()
+
+// input is one evaluation's variables.
+type input struct {
+	pcrs  map[string]map[string]string
+	tpm   *TPM
+	boot  *Boot
+	ak    *AK
+	clock *Clock
+}
+
+const (
+	evIPL      = uint32(tcg.Ipl)
+	evEventTag = uint32(tcg.EventTag)
+	evBSA      = uint32(tcg.EFIBootServicesApplication)
+	evSep      = uint32(tcg.Separator)
+)
+
+// buildInput derives the rule input from s, computing only what n asks for beyond the cheap
+// fields. Digests are hex-encoded into one string (hexer) and the lists sized exactly, so that
+// an evaluation allocates a few dozen objects, not hundreds.
+func buildInput(s *evidence.State, n needs) *input {
+	x := &struct { // one allocation for the input and its structs
+		in    input
+		tpm   TPM
+		ak    AK
+		clock Clock
+		boot  Boot
+	}{
+		tpm:   TPM{Bank: s.Bank, FirmwareVersion: s.FirmwareVersion},
+		ak:    AK{ID: s.AKID, Trust: string(s.AKTrust)},
+		clock: Clock{Clock: int64(s.Clock.Clock), ResetCount: int64(s.Clock.ResetCount), RestartCount: int64(s.Clock.RestartCount)},
+	}
+	in := &x.in
+	in.tpm, in.ak, in.clock, in.boot = &x.tpm, &x.ak, &x.clock, &x.boot
+	in.tpm.LoggedPCRs = make([]int64, len(s.LoggedPCRs))
+	for i, p := range s.LoggedPCRs {
+		in.tpm.LoggedPCRs[i] = int64(p)
+	}
+	b, ms := in.boot, s.Machine
+	events := ms.GetRawEvents()
+	h := hexers.Get().(*hexer)
+	defer h.release()
+	m := map[string]string{}
+	switch {
+	case !n.pcrs && n.pcrMask == 0:
+		// No rule reads a PCR value.
+	case n.pcrs:
+		for idx, v := range s.PCRs {
+			h.toMap(m, strconv.Itoa(int(idx)), v)
+		}
+	default:
+		for mask := n.pcrMask; mask != 0; mask &= mask - 1 {
+			idx := uint32(bits.TrailingZeros32(mask))
+			if v, ok := s.PCRs[idx]; ok {
+				h.toMap(m, strconv.Itoa(int(idx)), v)
+			}
+		}
+	}
+	in.pcrs = map[string]map[string]string{s.Bank: m}
+	b.SecureBoot = ms.GetSecureBoot().GetEnabled()
+	dbx := ms.GetSecureBoot().GetDbx()
+	b.DBXCount = int64(len(dbx.GetHashes()) + len(dbx.GetCerts()))
+	if p := ms.GetPlatform(); p != nil {
+		b.GCEFirmwareVersion = int64(p.GetGceVersion())
+		b.ConfidentialTechnology = p.GetTechnology().String()
+	}
+
+	if !n.walkEvents() {
+		h.flush()
+		return in
+	}
+	anyTypes := n.events || len(n.eventTypes) > 0
+	var byType map[uint32]*[]string
+	if anyTypes {
+		byType = map[uint32]*[]string{}
+	}
+	grubSeen, cmdlines := false, 0
+	var pcr9 []*pb.Event
+	var cmd *pb.Event
+	var cmdText []byte
+	for _, e := range events {
+		idx, typ, d := e.GetPcrIndex(), e.GetUntrustedType(), e.GetDigest()
+		switch {
+		case idx == 0 && typ != evSep:
+			h.toSlice(&b.Firmware, d)
+		case idx == 4 && typ == evBSA:
+			h.toSlice(&b.EFIApps, d)
+			if !grubSeen {
+				h.toSlice(&b.Bootloaders, d)
+			}
+		case (idx == 8 || idx == 9) && typ == evIPL:
+			grubSeen = true
+			if idx == 9 && n.grubFiles {
+				h.toSlice(&b.GRUBFiles, d)
+			}
+			if idx == 9 && n.kernel {
+				pcr9 = append(pcr9, e)
+			}
+			if idx == 8 && n.kernel {
+				if text, ok := cmdlineText(e.GetData()); ok {
+					cmd, cmdText = e, text
+					cmdlines++
+				}
+			}
+		}
+		if anyTypes && (n.events || slices.Contains(n.eventTypes, typ)) {
+			l, ok := byType[typ]
+			if !ok {
+				l = new([]string)
+				byType[typ] = l
+			}
+			h.toSlice(l, d)
+		}
+	}
+	if anyTypes {
+		b.Events = make(map[string][]string, len(byType))
+		defer func() { // after flush has filled the lists
+			for typ, l := range byType {
+				b.Events[tcg.EventType(typ).TCGString()] = *l
+			}
+		}()
+	}
+	if n.kernel && cmdlines == 1 { // more than one kernel command line is ambiguous: tell nothing
+		kernelState(b, cmd, cmdText, pcr9, hashOf(s.Bank), h)
+	}
+	h.flush()
+	if n.grubCommands {
+		b.GRUBCommands = grubCommands(events, hashOf(s.Bank))
+	}
+	return in
+}
+
+// hexer hex-encodes digests into one buffer and, on flush, hands out substrings of one string:
+// one allocation for all of an evaluation's digests. Hexers are pooled (the buffer is copied
+// into the string, so it can be reused).
+type hexer struct {
+	buf  []byte
+	refs []hexRef
+}
+
+// hexRef is where one encoded digest goes: a slot of a list sized in advance, a string field, or
+// a map entry.
+type hexRef struct {
+	list       *[]string
+	i          int
+	str        *string
+	m          map[string]string
+	key        string
+	start, end int
+}
+
+var hexers = sync.Pool{New: func() any { return &hexer{buf: make([]byte, 0, 32*64), refs: make([]hexRef, 0, 32)} }}
+
+// release clears h and returns it to the pool.
+func (h *hexer) release() {
+	clear(h.refs) // drop references to lists and maps
+	h.buf, h.refs = h.buf[:0], h.refs[:0]
+	hexers.Put(h)
+}
+
+func (h *hexer) add(r hexRef, d []byte) {
+	r.start = len(h.buf)
+	h.buf = hex.AppendEncode(h.buf, d)
+	r.end = len(h.buf)
+	h.refs = append(h.refs, r)
+}
+
+// toSlice appends a placeholder to *l, filled by flush (which reads *l then, so appends in
+// between are fine).
+func (h *hexer) toSlice(l *[]string, d []byte) {
+	*l = append(*l, "")
+	h.add(hexRef{list: l, i: len(*l) - 1}, d)
+}
+
+func (h *hexer) toString(dst *string, d []byte)                  { h.add(hexRef{str: dst}, d) }
+func (h *hexer) toMap(m map[string]string, key string, d []byte) { h.add(hexRef{m: m, key: key}, d) }
+
+func (h *hexer) flush() {
+	all := string(h.buf)
+	for _, r := range h.refs {
+		v := all[r.start:r.end]
+		switch {
+		case r.list != nil:
+			(*r.list)[r.i] = v
+		case r.str != nil:
+			*r.str = v
+		default:
+			r.m[r.key] = v
+		}
+	}
+}
+
+func hashOf(bank string) crypto.Hash {
+	if bank == "sha1" {
+		return crypto.SHA1
+	}
+	return crypto.SHA256
+}
+
+var cmdlinePrefixes = [][]byte{[]byte("kernel_cmdline: "), []byte("grub_kernel_cmdline ")}
+
+// cmdlineText returns the text of a GRUB kernel command line event (PCR 8 EV_IPL data
+// starting "kernel_cmdline: " or, from older GRUBs, "grub_kernel_cmdline ").
+func cmdlineText(data []byte) ([]byte, bool) {
+	if len(data) < 6 || (data[0] != 'k' && data[5] != 'k') { // cheap reject of grub_cmd events
+		return nil, false
+	}
+	for _, p := range cmdlinePrefixes {
+		if bytes.HasPrefix(data, p) {
+			return data[len(p):], true
+		}
+	}
+	return nil, false
+}
+
+// kernelState records the kernel command line GRUB measured in PCR 8 when its digest is the
+// hash of its text (with or without the NUL terminator, as go-eventlog's extract package checks
+// it), and the digest of the kernel file it names among GRUB's PCR 9 measurements.
+func kernelState(b *Boot, cmd *pb.Event, text []byte, pcr9 []*pb.Event, hash crypto.Hash, h *hexer) {
+	if !digestOf(hash, text, cmd.GetDigest()) {
+		return
+	}
+	line := string(bytes.TrimRight(text, "\x00"))
+	b.KernelCmdline = line
+	h.toString(&b.KernelCmdlineDigest, cmd.GetDigest())
+	path, _, _ := strings.Cut(line, " ")
+	if _, after, ok := strings.Cut(path, ")"); ok && strings.HasPrefix(path, "(") {
+		path = after
+	}
+	for i := len(pcr9) - 1; i >= 0; i-- {
+		name := string(bytes.TrimRight(pcr9[i].GetData(), "\x00"))
+		if _, after, ok := strings.Cut(name, ")"); ok && strings.HasPrefix(name, "(") {
+			name = after
+		}
+		if (path != "" && name == path) || name == "grub_linuxefi Kernel" {
+			h.toString(&b.Kernel, pcr9[i].GetDigest())
+			return
+		}
+	}
+}
+
+// digestOf reports whether digest is h(data), or h(data without its trailing NUL).
+func digestOf(h crypto.Hash, data, digest []byte) bool {
+	if !h.Available() {
+		return false
+	}
+	hh := h.New()
+	hh.Write(data)
+	if bytes.Equal(hh.Sum(nil), digest) {
+		return true
+	}
+	if len(data) > 0 && data[len(data)-1] == 0 {
+		hh.Reset()
+		hh.Write(data[:len(data)-1])
+		return bytes.Equal(hh.Sum(nil), digest)
+	}
+	return false
+}
+
+// grubCommands returns GRUB's PCR 8 commands through go-eventlog's extract package, which checks
+// each command against its digest; nil when GRUB measured nothing or anything does not check.
+func grubCommands(events []*pb.Event, h crypto.Hash) []string {
+	var tev []tcg.Event
+	for _, e := range events {
+		idx, typ := e.GetPcrIndex(), e.GetUntrustedType()
+		if idx != 8 && idx != 9 {
+			continue
+		}
+		if typ != evIPL && typ != evEventTag {
+			return nil // the extractor would refuse it (and panics on unknown types)
+		}
+		tev = append(tev, tcg.Event{Index: int(idx), Type: tcg.EventType(typ), Data: e.GetData(), Digest: e.GetDigest()})
+	}
+	if len(tev) == 0 {
+		return nil
+	}
+	g, err := extract.GrubStateFromTPMLog(h, tev)
+	if err != nil {
+		return nil
+	}
+	out := make([]string, len(g.GetCommands()))
+	for i, c := range g.GetCommands() {
+		out[i] = strings.TrimRight(c, "\x00")
+	}
+	return out
+}
