@@ -93,6 +93,8 @@ type Store struct {
 	nonces    map[digest]nonceEntry
 	clocks    map[digest]clockEntry
 	nextSweep time.Time
+	status    statusState // status lists, status.go
+	blobs     map[string]blob
 }
 
 var (
@@ -108,6 +110,8 @@ func New(opts ...Option) *Store {
 		sweepEvery: DefaultSweepInterval,
 		nonces:     make(map[digest]nonceEntry),
 		clocks:     make(map[digest]clockEntry),
+		status:     newStatusState(),
+		blobs:      make(map[string]blob),
 	}
 	for _, o := range opts {
 		o(s)
@@ -192,12 +196,21 @@ func (s *Store) AdvanceClock(ctx context.Context, ak string, c store.ClockInfo, 
 	defer s.mu.Unlock()
 	now := s.now()
 	s.maybeSweep(now)
+	if err := s.checkClockLocked(now, k, c); err != nil {
+		return err
+	}
+	s.clocks[k] = clockEntry{info: c, expires: now.Add(ttl)}
+	return nil
+}
+
+// checkClockLocked returns an error wrapping store.ErrClockRollback if c is Before the
+// unexpired record under k. s.mu must be held.
+func (s *Store) checkClockLocked(now time.Time, k digest, c store.ClockInfo) error {
 	if e, ok := s.clocks[k]; ok && now.Before(e.expires) && c.Before(e.info) {
 		return fmt.Errorf("memory: advance clock: reset %d restart %d clock %d ms is before the recorded reset %d restart %d clock %d ms: %w",
 			c.ResetCount, c.RestartCount, c.Clock,
 			e.info.ResetCount, e.info.RestartCount, e.info.Clock, store.ErrClockRollback)
 	}
-	s.clocks[k] = clockEntry{info: c, expires: now.Add(ttl)}
 	return nil
 }
 
@@ -221,6 +234,7 @@ func (s *Store) sweep(now time.Time) {
 			delete(s.clocks, k)
 		}
 	}
+	s.status.sweep(now)
 	s.nextSweep = now.Add(s.sweepEvery)
 }
 

@@ -57,6 +57,7 @@ var errBadTTL = errors.New("ttl must be positive")
 type Store struct {
 	client redis.UniversalClient
 	prefix string
+	status statusConfig // status lists, status.go
 }
 
 var (
@@ -65,13 +66,17 @@ var (
 )
 
 // New returns a Store that keeps its keys under prefix (see the package documentation for the
-// key layout; an empty prefix leaves keys unprefixed, e.g. "nonce:{...}"). The client is used
+// key layout; an empty prefix leaves keys unprefixed, e.g. "nonce:{...}"), configured by opts. The client is used
 // as is: its timeouts and retries bound every operation, and closing it is the caller's job.
-func New(client redis.UniversalClient, prefix string) *Store {
+func New(client redis.UniversalClient, prefix string, opts ...Option) *Store {
 	if prefix != "" {
 		prefix += ":"
 	}
-	return &Store{client: client, prefix: prefix}
+	s := &Store{client: client, prefix: prefix, status: defaultStatusConfig()}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // key returns prefix + kind + ":{" + hex(SHA-256(id)) + "}".
