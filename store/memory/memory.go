@@ -1,5 +1,6 @@
-// Package memory is the embedded, single-process backend of store.NonceStore and
-// store.ClockStore (DESIGN.md section 5, "Embedded default"). It passes the same conformance
+// Package memory is the embedded, single-process backend of store.NonceStore,
+// store.ClockStore, store.StatusStore, store.RevocationFeed and store.BlobStore (DESIGN.md
+// section 5, "Embedded default"). It passes the same conformance
 // suite (storetest) as the Redis backend.
 //
 // Entries are keyed by SHA-256 of the nonce (or of the AK identity), never by the raw bytes, so
