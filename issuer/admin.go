@@ -84,5 +84,8 @@ func (is *Issuer) AdminHandler(auth *AdminAuth) http.Handler {
 // adminRoutes lists the registration functions of the admin features (revocation, AK
 // allowlist, key rotation, ...). Add one line per feature.
 func (is *Issuer) adminRoutes() []func(*http.ServeMux) {
-	return []func(*http.ServeMux){}
+	return []func(*http.ServeMux){
+		is.revokeRoutes, // admin_revoke.go
+		is.keyRoutes,    // admin_keys.go
+	}
 }

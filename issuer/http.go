@@ -24,6 +24,7 @@ func (is *Issuer) Handler() http.Handler {
 	mux.HandleFunc("POST "+api.PathChallenge, is.handleChallenge)
 	mux.HandleFunc("POST "+api.PathAttest, is.handleAttest)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	is.statusRoutes(mux)
 	return mux
 }
 
