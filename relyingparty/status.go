@@ -186,6 +186,11 @@ func (c *StatusChecker) Check(ctx context.Context, claims *token.Claims) error {
 	} else if !c.cfg.Offline && !now.Before(e.checked.Add(e.ttl)) {
 		c.refreshAsync(uri)
 	}
+	return entryStatus(e, idx)
+}
+
+// entryStatus maps entry idx of e to the result of Check.
+func entryStatus(e *listEntry, idx uint64) error {
 	v, err := e.statuses.Get(idx)
 	if err != nil {
 		return fmt.Errorf("%w: %w: %w", ErrStatusUnavailable, ErrStatusList, err)
@@ -204,9 +209,29 @@ func (c *StatusChecker) Check(ctx context.Context, claims *token.Claims) error {
 // Require is Check for Config.Require: it has no request context, so a fetch it needs is
 // bounded by DefaultFetchTimeout.
 func (c *StatusChecker) Require(claims *token.Claims) error {
+	if done, err := c.cached(claims); done {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), DefaultFetchTimeout)
 	defer cancel()
 	return c.Check(ctx, claims)
+}
+
+// cached answers from a held, fresh list without any I/O, and reports whether it could.
+func (c *StatusChecker) cached(claims *token.Claims) (bool, error) {
+	if claims.Status == nil {
+		return false, nil
+	}
+	uri := claims.Status.StatusList.URI
+	now := c.cfg.Now()
+	c.mu.RLock()
+	e := c.lists[uri]
+	_, pushed := c.pushed[uri][claims.Status.StatusList.Index]
+	c.mu.RUnlock()
+	if pushed || e == nil || e.stale || !now.Before(e.checked.Add(e.ttl)) || !c.usable(e, now) {
+		return false, nil
+	}
+	return true, entryStatus(e, claims.Status.StatusList.Index)
 }
 
 // keepStale clears the stale mark of e (still held for uri) after a failed fetch.

@@ -451,11 +451,6 @@ func BenchmarkVerifyCachedWithStatus(b *testing.B) {
 	if _, err := plain.Verify(ctx, f.tok); err != nil {
 		b.Fatal(err)
 	}
-	base := testing.Benchmark(func(b *testing.B) {
-		for b.Loop() {
-			_, _ = plain.Verify(ctx, f.tok)
-		}
-	})
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
@@ -464,6 +459,12 @@ func BenchmarkVerifyCachedWithStatus(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/(float64(base.T.Nanoseconds())/float64(base.N)), "x-cached")
+	const n = 20000
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		_, _ = plain.Verify(ctx, f.tok)
+	}
+	base := float64(time.Since(start).Nanoseconds()) / n
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/base, "x-cached")
 }
 
