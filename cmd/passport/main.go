@@ -31,6 +31,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCmd(), newAttestCmd(), newVerifyCmd(), newDemoCmd())
+	root.AddCommand(newRevokeCmd(), newKeysCmd()) // revoke.go, keys.go
 	return root
 }
 

@@ -3,14 +3,11 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"strings"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/passport-attest/passport/evidence"
@@ -28,6 +25,7 @@ type serveFlags struct {
 	trustAny                                                          bool
 	audiences                                                         []string
 	nonceTTL, tokenLifetime                                           time.Duration
+	scale                                                             scaleFlags // serve_scale.go
 }
 
 func newServeCmd() *cobra.Command {
@@ -37,6 +35,7 @@ func newServeCmd() *cobra.Command {
 		Short: "Run the issuer: challenges, evidence appraisal, tokens, JWKS and discovery",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.scale.rotationPeriodSet = cmd.Flags().Changed("rotation-period")
 			return runServe(cmd.Context(), f)
 		},
 	}
@@ -54,6 +53,7 @@ func newServeCmd() *cobra.Command {
 	fl.DurationVar(&f.tokenLifetime, "token-lifetime", issuer.DefaultTokenLifetime, "token lifetime (exp - iat)")
 	fl.StringVar(&f.adminAddr, "admin-addr", "", "listen address of the authenticated admin API (off when empty; never the public listener)")
 	fl.StringVar(&f.adminCredential, "admin-credential", "", "file holding the admin bearer credential (at least 16 bytes)")
+	addScaleFlags(fl, &f.scale)
 	cmd.MarkFlagsMutuallyExclusive("ak-allowlist", "trust-any-ak")
 	cmd.MarkFlagsRequiredTogether("admin-addr", "admin-credential")
 	return cmd
@@ -145,29 +145,26 @@ func buildIssuer(ctx context.Context, f serveFlags, url string) (*issuer.Issuer,
 	if err != nil {
 		return nil, nil, err
 	}
-	var key *jwks.Key
-	if f.signingKey != "" {
-		key, err = jwks.LoadKeyFile(f.signingKey, "")
-	} else {
-		key, err = jwks.GenerateKey(jose.SignatureAlgorithm(f.alg))
-	}
-	if err != nil {
-		return nil, nil, err
-	}
 	pol := &policy.Reference{}
 	if f.policyFile != "" {
 		if pol, err = policy.LoadReference(f.policyFile); err != nil {
 			return nil, nil, err
 		}
 	}
-	nonces, clocks, closeFn, err := openStores(ctx, f.redisURL)
+	nonces, clocks, blobs, closeFn, err := openStores(ctx, f)
 	if err != nil {
 		return nil, nil, err
 	}
+	ring, keys, err := buildKeys(ctx, f, blobs, logger())
+	if err != nil {
+		closeFn()
+		return nil, nil, err
+	}
 	is, err := issuer.New(issuer.Config{
-		URL: url, Keyring: jwks.NewKeyring(key), Nonces: nonces, Clocks: clocks,
+		URL: url, Keyring: ring, Nonces: nonces, Clocks: clocks,
 		Evidence: ev, Policy: pol, NonceTTL: f.nonceTTL, TokenLifetime: f.tokenLifetime,
-		Audiences: f.audiences, Log: logger(),
+		Audiences: f.audiences, Log: logger(), Keys: keys,
+		StatusTTL: f.scale.statusTTL, StatusListValidity: f.scale.statusListValidity,
 	})
 	if err != nil {
 		closeFn()
@@ -176,23 +173,18 @@ func buildIssuer(ctx context.Context, f serveFlags, url string) (*issuer.Issuer,
 	return is, closeFn, nil
 }
 
-// openStores returns the memory backend, or the Redis backend for a redis:// URL after a ping.
-func openStores(ctx context.Context, url string) (store.NonceStore, store.ClockStore, func(), error) {
-	if url == "" {
-		m := memory.New()
-		return m, m, func() {}, nil
+// openStores returns the memory backend, or the Redis backend (one server, Sentinel or
+// Cluster: redisstore.Open) after a ping and the eviction-policy check; with Redis, the
+// store also shares the signing keys (blobs).
+func openStores(ctx context.Context, f serveFlags) (store.NonceStore, store.ClockStore, jwks.Storage, func(), error) {
+	if f.redisURL == "" {
+		m := memory.New(memory.WithStatusListSize(f.scale.statusListSize))
+		return m, m, nil, func() {}, nil
 	}
-	opt, err := redis.ParseURL(url)
+	client, err := openRedis(ctx, f.redisURL, f.scale.allowEvicting, logger())
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("--redis: %w", err)
+		return nil, nil, nil, nil, err
 	}
-	client := redis.NewClient(opt)
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := client.Ping(pctx).Err(); err != nil {
-		client.Close()
-		return nil, nil, nil, fmt.Errorf("redis %s: %w", opt.Addr, err)
-	}
-	s := redisstore.New(client, "passport")
-	return s, s, func() { client.Close() }, nil
+	s := redisstore.New(client, "passport", f.scale.redisOptions()...)
+	return s, s, s, func() { client.Close() }, nil
 }

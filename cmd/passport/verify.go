@@ -17,6 +17,7 @@ import (
 
 type verifyFlags struct {
 	issuer, jwksFile, audience string
+	status                     statusFlags // verify_status.go
 }
 
 func newVerifyCmd() *cobra.Command {
@@ -27,7 +28,12 @@ func newVerifyCmd() *cobra.Command {
 		Long: `verify checks the token's signature, typ, iss (= --issuer), aud (--audience), exp and
 EAR status, and prints the verified claims as JSON. With --jwks FILE the keys come from that
 file and nothing is fetched (an offline relying party); otherwise they come from the issuer's
-discovery document and JWKS. Exit status 0 means valid; anything else prints the reason.`,
+discovery document and JWKS. Exit status 0 means valid; anything else prints the reason.
+
+The token's status list entry (draft-ietf-oauth-status-list) is checked too: online, the
+issuer's list is fetched; offline, --status-list FILE gives the list, used up to
+--status-max-age after it was issued. A revoked token, or one whose status cannot be
+established, is refused.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runVerify(cmd.Context(), f, args[0], cmd.OutOrStdout())
@@ -37,6 +43,7 @@ discovery document and JWKS. Exit status 0 means valid; anything else prints the
 	fl.StringVar(&f.issuer, "issuer", "", "expected iss (and, without --jwks, where keys are fetched)")
 	fl.StringVar(&f.jwksFile, "jwks", "", "JWKS file: validate offline with these keys")
 	fl.StringVar(&f.audience, "audience", "", "expected audience")
+	addStatusFlags(fl, &f.status)
 	_ = cmd.MarkFlagRequired("issuer")
 	_ = cmd.MarkFlagRequired("audience")
 	return cmd
@@ -48,19 +55,23 @@ func runVerify(ctx context.Context, f verifyFlags, tokenFile string, stdout io.W
 		return err
 	}
 	var ks relyingparty.KeySet
+	hc := &http.Client{Timeout: 10 * time.Second}
 	if f.jwksFile != "" {
 		if ks, err = relyingparty.LoadJWKSFile(f.jwksFile); err != nil {
 			return err
 		}
 	} else {
-		hc := &http.Client{Timeout: 10 * time.Second}
 		d, err := relyingparty.Discover(ctx, strings.TrimRight(f.issuer, "/"), hc)
 		if err != nil {
 			return err
 		}
 		ks = relyingparty.NewRemoteKeySet(ctx, d.JWKSURI, relyingparty.WithHTTPClient(hc))
 	}
-	v, err := relyingparty.NewVerifier(relyingparty.Config{Issuer: strings.TrimRight(f.issuer, "/"), Audience: f.audience, KeySet: ks})
+	require, err := statusRequire(ctx, f, ks, hc)
+	if err != nil {
+		return err
+	}
+	v, err := relyingparty.NewVerifier(relyingparty.Config{Issuer: strings.TrimRight(f.issuer, "/"), Audience: f.audience, KeySet: ks, Require: require})
 	if err != nil {
 		return err
 	}
