@@ -98,16 +98,6 @@ func (is *Issuer) StatusListURI(id uint64) string {
 	return is.cfg.URL + api.PathStatusList + "/" + strconv.FormatUint(id, 10)
 }
 
-// listID parses a URI made by StatusListURI.
-func (is *Issuer) listID(uri string) (uint64, bool) {
-	rest, ok := strings.CutPrefix(uri, is.cfg.URL+api.PathStatusList+"/")
-	if !ok {
-		return 0, false
-	}
-	id, err := strconv.ParseUint(rest, 10, 64)
-	return id, err == nil
-}
-
 // allocateStatus reserves the token's status list entry (recorded by jti, by subject and by
 // each matched reference value until the token expires plus statusGrace) and sets its
 // status claim. With a folded clock store the TPM clock check runs in the same call. Errors
