@@ -32,7 +32,7 @@ func newKEK(t *testing.T) *jwks.KEK {
 
 // verifies reports whether tok's signature verifies with the key of its kid in set.
 func verifies(tok string, set jose.JSONWebKeySet) bool {
-	jws, err := jose.ParseSigned(tok, jwks.Algorithms)
+	jws, err := jose.ParseSignedCompact(tok, jwks.Algorithms)
 	if err != nil {
 		return false
 	}

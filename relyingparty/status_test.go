@@ -467,4 +467,3 @@ func BenchmarkVerifyCachedWithStatus(b *testing.B) {
 	base := float64(time.Since(start).Nanoseconds()) / n
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/base, "x-cached")
 }
-

@@ -24,12 +24,12 @@ const keySyncInterval = 30 * time.Second
 
 // scaleFlags are serve's flags for revocation, key rotation and Redis scale-out.
 type scaleFlags struct {
-	allowEvicting                  bool
-	statusListSize, statusShards   int
-	statusTTL, statusListValidity  time.Duration
-	kek, keyDir                    string
-	rotationPeriod                 time.Duration
-	rotationPeriodSet, signingKeys bool
+	allowEvicting                 bool
+	statusListSize, statusShards  int
+	statusTTL, statusListValidity time.Duration
+	kek, keyDir                   string
+	rotationPeriod                time.Duration
+	rotationPeriodSet             bool
 }
 
 func addScaleFlags(fl *pflag.FlagSet, f *scaleFlags) {
