@@ -35,3 +35,7 @@ pins: ## check that go.mod keeps the pinned library versions and the go-eventlog
 
 docs: ## regenerate docs/EVENTLOGS.md and docs/REPLAY.md from the real event-log tests
 	PASSPORT_UPDATE_DOCS=1 $(GO) test -count=1 -run 'TestRealEventLogsEndToEnd|TestReplayRealLogs' ./issuer ./attester
+
+.PHONY: statusbench
+statusbench: ## revocation benchmarks only: relying-party status check, Redis round trips per attestation
+	$(GO) test -run '^$$' -bench 'StatusCheck|VerifyCachedWithStatus|AttestRedis|AllocateStatus|ReadStatusList' -benchmem ./relyingparty ./issuer ./store/redis
