@@ -3,10 +3,12 @@ package issuer_test
 import (
 	"context"
 	"crypto"
+	"log/slog"
 	"testing"
 
 	"github.com/passport-attest/passport/internal/testenv"
 	"github.com/passport-attest/passport/internal/testredis"
+	"github.com/passport-attest/passport/issuer"
 	redisstore "github.com/passport-attest/passport/store/redis"
 )
 
@@ -20,7 +22,8 @@ func BenchmarkAttestRedis(b *testing.B) {
 	hook := &roundTrips{}
 	c.AddHook(hook)
 	s := redisstore.New(c, prefix)
-	srv := testenv.Issuer(b, testenv.IssuerOptions{TrustAKs: []crypto.PublicKey{a.AKPublic()}, Nonces: s, Clocks: s})
+	srv := testenv.Issuer(b, testenv.IssuerOptions{TrustAKs: []crypto.PublicKey{a.AKPublic()}, Nonces: s, Clocks: s,
+		Configure: func(c *issuer.Config) { c.Log = slog.New(slog.DiscardHandler) }})
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
