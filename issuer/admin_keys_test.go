@@ -41,8 +41,8 @@ func TestAdminKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := testenv.Issuer(t, testenv.IssuerOptions{TrustAKs: []crypto.PublicKey{a.AKPublic()},
-		Configure: func(c *issuer.Config) { c.Keyring, c.Keys = ring, rot }})
+	srv := issuerWith(t, testenv.IssuerOptions{TrustAKs: []crypto.PublicKey{a.AKPublic()}},
+		func(c *issuer.Config) { c.Keyring, c.Keys = ring, rot })
 	adminURL := admin(t, srv.Issuer)
 	c := &attester.Client{IssuerURL: srv.URL}
 	before := attestOnce(t, c, a)

@@ -17,13 +17,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/passport-attest/passport/api"
 	"github.com/passport-attest/passport/attester"
+	"github.com/passport-attest/passport/evidence"
 	"github.com/passport-attest/passport/internal/testenv"
 	"github.com/passport-attest/passport/internal/testredis"
 	"github.com/passport-attest/passport/issuer"
+	"github.com/passport-attest/passport/jwks"
 	"github.com/passport-attest/passport/policy"
 	"github.com/passport-attest/passport/relyingparty"
 	"github.com/passport-attest/passport/store"
@@ -33,6 +36,62 @@ import (
 )
 
 const adminCredential = "0123456789abcdef-test-admin"
+
+// deleteKeys deletes every key under prefix.
+func deleteKeys(t *testing.T, c redis.UniversalClient, prefix string) {
+	ctx := context.Background()
+	iter := c.Scan(ctx, 0, prefix+":*", 1000).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if len(keys) > 0 {
+		if err := c.Unlink(ctx, keys...).Err(); err != nil {
+			t.Errorf("cleanup of %s: %v", prefix, err)
+		}
+	}
+}
+
+// issuerWith is testenv.Issuer with a final edit of the issuer's configuration (status store,
+// keys, ttl): an issuer over httptest, closed at the end of the test. Zero options give a
+// memory store, an allowlist of o.TrustAKs, the empty reference policy and an ES256 key.
+func issuerWith(t testing.TB, o testenv.IssuerOptions, configure func(*issuer.Config)) *testenv.Server {
+	t.Helper()
+	allow, err := evidence.NewAllowlist(o.TrustAKs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := evidence.NewVerifier(evidence.Options{AKTrust: allow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := jwks.GenerateKey(jose.ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Nonces == nil {
+		o.Nonces = memory.New()
+	}
+	if o.Clocks == nil {
+		o.Clocks, _ = o.Nonces.(store.ClockStore)
+	}
+	if o.Policy == nil {
+		o.Policy = &policy.Reference{}
+	}
+	srv := httptest.NewServer(nil)
+	t.Cleanup(srv.Close)
+	cfg := issuer.Config{URL: srv.URL, Keyring: jwks.NewKeyring(key), Nonces: o.Nonces, Clocks: o.Clocks,
+		Evidence: ev, Policy: o.Policy, Now: o.Now, TokenLifetime: o.Lifetime}
+	if configure != nil {
+		configure(&cfg)
+	}
+	is, err := issuer.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = is.Handler()
+	return &testenv.Server{URL: srv.URL, Issuer: is, Keyring: cfg.Keyring, HTTP: srv}
+}
 
 // admin serves srv's admin API over httptest and returns its URL.
 func admin(t *testing.T, is *issuer.Issuer) string {
@@ -252,8 +311,8 @@ func TestRevokeBySubjectAndReferenceValue(t *testing.T) {
 // 304, 404 for an unknown list, 400 for a bad id; and the discovery document's status_list_uri.
 func TestStatusListEndpoint(t *testing.T) {
 	a := testenv.Attester(t, testenv.DefaultLog)
-	srv := testenv.Issuer(t, testenv.IssuerOptions{TrustAKs: []crypto.PublicKey{a.AKPublic()},
-		Configure: func(c *issuer.Config) { c.StatusTTL = 30 * time.Second }})
+	srv := issuerWith(t, testenv.IssuerOptions{TrustAKs: []crypto.PublicKey{a.AKPublic()}},
+		func(c *issuer.Config) { c.StatusTTL = 30 * time.Second })
 	c := &attester.Client{IssuerURL: srv.URL}
 	cl := claimsOf(t, attestOnce(t, c, a))
 	uri := cl.Status.StatusList.URI
@@ -334,8 +393,8 @@ func TestNoTokenWithoutStatusEntry(t *testing.T) {
 	a := testenv.Attester(t, testenv.DefaultLog)
 	m := memory.New()
 	fs := &failingStatus{StatusStore: m}
-	srv := testenv.Issuer(t, testenv.IssuerOptions{TrustAKs: []crypto.PublicKey{a.AKPublic()}, Nonces: m,
-		Configure: func(c *issuer.Config) { c.Status = fs }})
+	srv := issuerWith(t, testenv.IssuerOptions{TrustAKs: []crypto.PublicKey{a.AKPublic()}, Nonces: m},
+		func(c *issuer.Config) { c.Status = fs })
 	c := &attester.Client{IssuerURL: srv.URL}
 	req := fresh(t, c, a)
 	status, got := code(t, func() error { _, err := c.Submit(context.Background(), req); return err }())

@@ -30,8 +30,8 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newAttestCmd(), newVerifyCmd(), newDemoCmd())
 	root.AddCommand(newRevokeCmd(), newKeysCmd()) // revoke.go, keys.go
+	root.AddCommand(newServeCmd(), newAttestCmd(), newVerifyCmd(), newDemoCmd())
 	return root
 }
 

@@ -55,28 +55,27 @@ func runVerify(ctx context.Context, f verifyFlags, tokenFile string, stdout io.W
 		return err
 	}
 	var ks relyingparty.KeySet
-	hc := &http.Client{Timeout: 10 * time.Second}
 	if f.jwksFile != "" {
 		if ks, err = relyingparty.LoadJWKSFile(f.jwksFile); err != nil {
 			return err
 		}
 	} else {
+		hc := &http.Client{Timeout: 10 * time.Second}
 		d, err := relyingparty.Discover(ctx, strings.TrimRight(f.issuer, "/"), hc)
 		if err != nil {
 			return err
 		}
 		ks = relyingparty.NewRemoteKeySet(ctx, d.JWKSURI, relyingparty.WithHTTPClient(hc))
 	}
-	require, err := statusRequire(ctx, f, ks, hc)
-	if err != nil {
-		return err
-	}
-	v, err := relyingparty.NewVerifier(relyingparty.Config{Issuer: strings.TrimRight(f.issuer, "/"), Audience: f.audience, KeySet: ks, Require: require})
+	v, err := relyingparty.NewVerifier(relyingparty.Config{Issuer: strings.TrimRight(f.issuer, "/"), Audience: f.audience, KeySet: ks})
 	if err != nil {
 		return err
 	}
 	claims, err := v.Verify(ctx, strings.TrimSpace(string(raw)))
 	if err != nil {
+		return fmt.Errorf("token refused: %w", err)
+	}
+	if err := checkStatus(ctx, f, ks, claims); err != nil { // verify_status.go
 		return fmt.Errorf("token refused: %w", err)
 	}
 	enc := json.NewEncoder(stdout)

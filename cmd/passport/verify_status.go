@@ -25,30 +25,29 @@ func addStatusFlags(fl *pflag.FlagSet, f *statusFlags) {
 	fl.DurationVar(&f.maxAge, "status-max-age", time.Hour, "with --status-list: refuse (fail closed) once the list is older than this")
 }
 
-// statusRequire returns the check verify adds to the token's verification: with --status-list
-// the given lists only (offline), without --jwks the issuer's list (fetched now), and with
-// --jwks but no list nothing (a warning says the status is unchecked).
-func statusRequire(ctx context.Context, f verifyFlags, ks relyingparty.KeySet, hc *http.Client) (func(*token.Claims) error, error) {
-	issuer := strings.TrimRight(f.issuer, "/")
+// checkStatus checks the verified token's status list entry: with --status-list against the
+// given lists only (offline), without --jwks against the issuer's list (fetched now), and with
+// --jwks but no list not at all (a warning says the status is unchecked). Errors wrap
+// relyingparty.ErrRevoked or relyingparty.ErrStatusUnavailable.
+func checkStatus(ctx context.Context, f verifyFlags, ks relyingparty.KeySet, claims *token.Claims) error {
+	cfg := relyingparty.StatusConfig{Issuer: strings.TrimRight(f.issuer, "/"), KeySet: ks}
 	switch {
 	case len(f.status.files) > 0:
-		c, err := relyingparty.NewStatusChecker(relyingparty.StatusConfig{Issuer: issuer, KeySet: ks, Offline: true, MaxStaleness: f.status.maxAge})
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range f.status.files {
-			if err := c.LoadFile(ctx, p); err != nil {
-				return nil, err
-			}
-		}
-		return c.Require, nil
+		cfg.Offline, cfg.MaxStaleness = true, f.status.maxAge
 	case f.jwksFile == "":
-		c, err := relyingparty.NewStatusChecker(relyingparty.StatusConfig{Issuer: issuer, KeySet: ks, HTTPClient: hc})
-		if err != nil {
-			return nil, err
-		}
-		return c.Require, nil
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	default:
+		fmt.Fprintln(os.Stderr, "passport: warning: token status not checked (offline with --jwks): pass --status-list FILE to refuse revoked tokens")
+		return nil
 	}
-	fmt.Fprintln(os.Stderr, "passport: warning: token status not checked (offline with --jwks): pass --status-list FILE to refuse revoked tokens")
-	return nil, nil
+	c, err := relyingparty.NewStatusChecker(cfg)
+	if err != nil {
+		return err
+	}
+	for _, p := range f.status.files {
+		if err := c.LoadFile(ctx, p); err != nil {
+			return err
+		}
+	}
+	return c.Check(ctx, claims)
 }

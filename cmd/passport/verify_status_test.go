@@ -15,7 +15,6 @@ import (
 
 	"github.com/passport-attest/passport/attester"
 	"github.com/passport-attest/passport/internal/testenv"
-	"github.com/passport-attest/passport/issuer"
 	"github.com/passport-attest/passport/relyingparty"
 	"github.com/passport-attest/passport/store"
 	"github.com/passport-attest/passport/token"
@@ -42,8 +41,7 @@ func fetchTo(t *testing.T, url, path string) {
 func TestVerifyStatus(t *testing.T) {
 	ctx := context.Background()
 	a := testenv.Attester(t, testenv.DefaultLog)
-	srv := testenv.Issuer(t, testenv.IssuerOptions{TrustAKs: []crypto.PublicKey{a.AKPublic()},
-		Configure: func(c *issuer.Config) { c.StatusListValidity = 2 * time.Hour }})
+	srv := testenv.Issuer(t, testenv.IssuerOptions{TrustAKs: []crypto.PublicKey{a.AKPublic()}})
 	res, err := (&attester.Client{IssuerURL: srv.URL}).Attest(ctx, a, "cli")
 	if err != nil {
 		t.Fatal(err)

@@ -149,8 +149,6 @@ type IssuerOptions struct {
 	Policy   policy.Appraiser
 	Now      func() time.Time
 	Lifetime time.Duration
-	// Configure, when set, edits the issuer's configuration last (status store, keys, ...).
-	Configure func(*issuer.Config)
 }
 
 // Server is an issuer running over httptest.
@@ -194,15 +192,10 @@ func Issuer(t testing.TB, o IssuerOptions) *Server {
 	srv := httptest.NewUnstartedServer(nil)
 	srv.Start()
 	t.Cleanup(srv.Close)
-	cfg := issuer.Config{
+	is, err := issuer.New(issuer.Config{
 		URL: srv.URL, Keyring: ring, Nonces: o.Nonces, Clocks: o.Clocks, Evidence: ev,
 		Policy: o.Policy, Now: o.Now, TokenLifetime: o.Lifetime,
-	}
-	if o.Configure != nil {
-		o.Configure(&cfg)
-	}
-	ring = cfg.Keyring
-	is, err := issuer.New(cfg)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

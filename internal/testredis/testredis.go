@@ -92,6 +92,7 @@ func (p *RedisProcess) Start(t testing.TB) {
 	t.Helper()
 	p.mu.Lock()
 	cmd := exec.Command("redis-server", p.args...)
+	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
 		p.mu.Unlock()
 		t.Fatalf("start redis-server: %v", err)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,6 +63,7 @@ func startProcess(t *testing.T, addr string, bin string, args ...string) *redisS
 		t.Fatalf("%s not found: %v", bin, err)
 	}
 	cmd := exec.Command(path, args...)
+	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)
 	}
@@ -184,10 +186,13 @@ func testHashTags(t *testing.T, cc *redis.ClusterClient, prefix string) {
 	if _, err := s.RevokeStatus(ctx, store.Selector{Label: "rv-1"}); err != nil {
 		t.Fatal(err)
 	}
+	var mu sync.Mutex            // ForEachMaster calls back concurrently
 	slotOf := map[string]int64{} // shard base -> slot
 	nodesOf := map[int64]string{}
 	keys := 0
 	err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		mu.Lock()
+		defer mu.Unlock()
 		iter := c.Scan(ctx, 0, prefix+":status:*", 1000).Iterator()
 		for iter.Next(ctx) {
 			k := iter.Val()

@@ -401,6 +401,7 @@ func (s *redisServer) restart(t *testing.T) {
 	t.Helper()
 	s.stop()
 	cmd := exec.Command(s.cmd.Path, s.cmd.Args[1:]...)
+	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("restart redis-server: %v", err)
 	}

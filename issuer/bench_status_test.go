@@ -22,8 +22,8 @@ func BenchmarkAttestRedis(b *testing.B) {
 	hook := &roundTrips{}
 	c.AddHook(hook)
 	s := redisstore.New(c, prefix)
-	srv := testenv.Issuer(b, testenv.IssuerOptions{TrustAKs: []crypto.PublicKey{a.AKPublic()}, Nonces: s, Clocks: s,
-		Configure: func(c *issuer.Config) { c.Log = slog.New(slog.DiscardHandler) }})
+	srv := issuerWith(b, testenv.IssuerOptions{TrustAKs: []crypto.PublicKey{a.AKPublic()}, Nonces: s, Clocks: s},
+		func(c *issuer.Config) { c.Log = slog.New(slog.DiscardHandler) })
 	ctx := context.Background()
 	b.ReportAllocs()
 	b.ResetTimer()
