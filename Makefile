@@ -55,3 +55,6 @@ loadtest: build ## load and fault harness on loopback: steady load, Redis and is
 
 perf-doc: ## regenerate docs/PERFORMANCE.md from the benchmarks and the load harness (~3 min)
 	GO=$(GO) ./scripts/perf-doc.sh
+.PHONY: statusbench
+statusbench: ## revocation benchmarks only: relying-party status check, Redis round trips per attestation
+	$(GO) test -run '^$$' -bench 'StatusCheck|VerifyCachedWithStatus|AttestRedis|AllocateStatus|ReadStatusList' -benchmem ./relyingparty ./issuer ./store/redis

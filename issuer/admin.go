@@ -87,5 +87,7 @@ func (is *Issuer) adminRoutes() []func(*http.ServeMux) {
 	return []func(*http.ServeMux){
 		is.adminAKRoutes,
 		is.refValueRoutes,
+		is.revokeRoutes, // admin_revoke.go
+		is.keyRoutes,    // admin_keys.go
 	}
 }

@@ -27,6 +27,7 @@ func (is *Issuer) Handler() http.Handler {
 	mux.HandleFunc("POST "+api.PathAppraise, is.handleAppraise)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	is.enrollRoutes(mux)
+	is.statusRoutes(mux)
 	return mux
 }
 

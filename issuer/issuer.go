@@ -31,8 +31,10 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultNonceTTL      = 60 * time.Second
-	DefaultTokenLifetime = 5 * time.Minute
+	DefaultNonceTTL           = 60 * time.Second
+	DefaultTokenLifetime      = 5 * time.Minute
+	DefaultStatusTTL          = time.Minute
+	DefaultStatusListValidity = time.Hour
 )
 
 // Config wires an Issuer. URL, Keyring, Nonces, Evidence and Policy are required.
@@ -75,6 +77,19 @@ type Config struct {
 	// otherwise the api.Error code StatusOf gives the error (e.g. "nonce_reused"). Metrics count
 	// it; it never sees tokens, nonces or keys.
 	Outcome func(code string)
+	// Status keeps the Token Status Lists: every token gets an entry before it is signed (no
+	// entry, no token). Default: Nonces, when it implements store.StatusStore. When Clocks is
+	// the same store, the clock check is folded into the allocation (one round trip).
+	Status store.StatusStore
+	// Revocations feeds GET /v1/revocations (default: Status, when it implements
+	// store.RevocationFeed).
+	Revocations store.RevocationFeed
+	// StatusTTL is the ttl of Status List Tokens, how often relying parties refetch them
+	// (default DefaultStatusTTL); StatusListValidity is their exp - iat (default
+	// DefaultStatusListValidity).
+	StatusTTL, StatusListValidity time.Duration
+	// Keys, when set, serves `passport keys list|rotate` on the admin API.
+	Keys KeyAdmin
 }
 
 // Steps reported to Config.Observe.
@@ -93,7 +108,8 @@ func (is *Issuer) observe(step string, start time.Time) {
 
 // Issuer is the verifier core. It is safe for concurrent use.
 type Issuer struct {
-	cfg Config
+	cfg    Config
+	status *statusState // status.go
 }
 
 // New checks cfg and returns an Issuer.
@@ -125,7 +141,11 @@ func New(cfg Config) (*Issuer, error) {
 	if cfg.Build == "" {
 		cfg.Build = "passport-dev"
 	}
-	return &Issuer{cfg: cfg}, nil
+	st, err := newStatusState(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Issuer{cfg: cfg, status: st}, nil
 }
 
 // URL returns the issuer identifier.
@@ -135,6 +155,8 @@ func (is *Issuer) URL() string { return is.cfg.URL }
 func (is *Issuer) Discovery() jwks.Discovery {
 	d := jwks.NewDiscovery(is.cfg.URL, is.cfg.Keyring.Algorithms())
 	d.AppraisalEndpoint = is.cfg.URL + api.PathAppraise
+	d.StatusListURI = is.cfg.URL + api.PathStatusList
+	d.RevocationEventsEndpoint = is.cfg.URL + api.PathRevocations
 	return d
 }
 
@@ -182,7 +204,7 @@ func (is *Issuer) Attest(ctx context.Context, req *api.AttestRequest) (res *api.
 		is.cfg.Log.InfoContext(ctx, "attestation refused", "reason", err.Error())
 		return nil, err
 	}
-	if is.cfg.Clocks != nil {
+	if is.cfg.Clocks != nil && !is.status.foldClock {
 		if err := is.cfg.Clocks.AdvanceClock(ctx, st.AKID, st.Clock, 30*24*time.Hour); err != nil {
 			if errors.Is(err, store.ErrClockRollback) {
 				is.cfg.Log.InfoContext(ctx, "attestation refused", "ak", st.AKID, "reason", err.Error())
@@ -203,6 +225,9 @@ func (is *Issuer) Attest(ctx context.Context, req *api.AttestRequest) (res *api.
 	defer is.observe(StepSign, t0)
 	claims, err := is.claims(req, st, ap, now)
 	if err != nil {
+		return nil, err
+	}
+	if err := is.allocateStatus(ctx, claims, st); err != nil {
 		return nil, err
 	}
 	raw, kid, err := is.cfg.Keyring.Sign(claims)

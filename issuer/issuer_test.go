@@ -258,7 +258,9 @@ func redisStore(t *testing.T) *redisstore.Store {
 	}
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
-	return redisstore.New(client, "passport-test-"+hexs(b))
+	prefix := "passport-test-" + hexs(b)
+	t.Cleanup(func() { deleteKeys(t, client, prefix) }) // status_test.go; runs before Close
+	return redisstore.New(client, prefix)
 }
 
 func hexs(b []byte) string {

@@ -13,7 +13,9 @@ type Discovery struct {
 	AttestationEndpoint    string   `json:"attestation_endpoint"`
 	AppraisalEndpoint      string   `json:"appraisal_endpoint,omitempty"`
 	StatusListURI          string   `json:"status_list_uri,omitempty"`
-	TokenType              string   `json:"token_type"` // always "eat+jwt"
+	// RevocationEventsEndpoint streams revocations as server-sent events (passport's own).
+	RevocationEventsEndpoint string `json:"revocation_events_endpoint,omitempty"`
+	TokenType                string `json:"token_type"` // always "eat+jwt"
 }
 
 // NewDiscovery builds the document for an issuer whose public base URL is issuer (no trailing

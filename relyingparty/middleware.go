@@ -173,6 +173,10 @@ func classify(err error) (int, string, string) {
 		return http.StatusBadRequest, "invalid_request", "malformed Authorization header"
 	case errors.Is(err, ErrKeySetUnavailable):
 		return http.StatusServiceUnavailable, "temporarily_unavailable", "issuer keys unavailable"
+	case errors.Is(err, ErrRevoked): // status.go
+		return unauth, "invalid_token", "token revoked"
+	case errors.Is(err, ErrStatusUnavailable):
+		return http.StatusServiceUnavailable, "temporarily_unavailable", "token status unavailable"
 	case errors.Is(err, token.ErrStatus):
 		return forbidden, "insufficient_scope", "attestation status below the required tier"
 	case errors.Is(err, ErrRequirement):

@@ -61,7 +61,7 @@ func TestShutdownFinishesAttestationInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	url := "http://" + ln.Addr().String()
-	is, err := issuer.New(issuer.Config{URL: url, Keyring: jwks.NewKeyring(key), Nonces: gate, Evidence: ev, Policy: &policy.Reference{}})
+	is, err := issuer.New(issuer.Config{URL: url, Keyring: jwks.NewKeyring(key), Nonces: gate, Status: memory.New(), Evidence: ev, Policy: &policy.Reference{}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.AddCommand(newRevokeCmd(), newKeysCmd()) // revoke.go, keys.go
 	root.AddCommand(newServeCmd(), newAttestCmd(), newVerifyCmd(), newDemoCmd())
 	root.AddCommand(newKBSCmd())
 	root.AddCommand(newEventLogCmd())

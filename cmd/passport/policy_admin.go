@@ -17,12 +17,12 @@ import (
 	"github.com/passport-attest/passport/api"
 )
 
-// adminFlags reach a running issuer's admin API (serve --admin-addr, --admin-credential).
-type adminFlags struct {
+// policyAdminFlags reach a running issuer's admin API (serve --admin-addr, --admin-credential).
+type policyAdminFlags struct {
 	admin, credential string
 }
 
-func (a *adminFlags) register(cmd *cobra.Command) {
+func (a *policyAdminFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&a.admin, "admin", "", "admin API base URL (serve --admin-addr), e.g. http://127.0.0.1:9443")
 	cmd.Flags().StringVar(&a.credential, "credential", "", "file holding the admin bearer credential")
 	_ = cmd.MarkFlagRequired("admin")
@@ -31,7 +31,7 @@ func (a *adminFlags) register(cmd *cobra.Command) {
 
 // do sends one admin request and decodes a JSON answer into out (when non-nil). A non-2xx
 // answer is an error carrying the issuer's error_description.
-func (a *adminFlags) do(ctx context.Context, method, path string, body, out any) (int, error) {
+func (a *policyAdminFlags) do(ctx context.Context, method, path string, body, out any) (int, error) {
 	cred, err := os.ReadFile(a.credential)
 	if err != nil {
 		return 0, fmt.Errorf("--credential: %w", err)
@@ -77,7 +77,7 @@ func (a *adminFlags) do(ctx context.Context, method, path string, body, out any)
 }
 
 func newPolicyRevokeCmd() *cobra.Command {
-	var a adminFlags
+	var a policyAdminFlags
 	var reason string
 	cmd := &cobra.Command{
 		Use:   "revoke-value --admin URL --credential FILE [--reason TEXT] DIGEST",
@@ -103,7 +103,7 @@ the stored revocation as JSON.`,
 }
 
 func newPolicyReinstateCmd() *cobra.Command {
-	var a adminFlags
+	var a policyAdminFlags
 	cmd := &cobra.Command{
 		Use:   "reinstate-value --admin URL --credential FILE DIGEST",
 		Short: "Lift the revocation of a reference value",
@@ -121,7 +121,7 @@ func newPolicyReinstateCmd() *cobra.Command {
 }
 
 func newPolicyListRevokedCmd() *cobra.Command {
-	var a adminFlags
+	var a policyAdminFlags
 	cmd := &cobra.Command{
 		Use:   "list-revoked --admin URL --credential FILE",
 		Short: "List the revoked reference values as JSON",

@@ -10,9 +10,7 @@ import (
 	"net"
 	"os"
 	"strings"
-	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
@@ -35,6 +33,7 @@ import (
 // flags; see package config). Fields other features add sit beside it.
 type serveFlags struct {
 	config.Serve
+	scale scaleFlags // serve_scale.go: revocation, key rotation, Redis scale-out
 }
 
 func newServeCmd() *cobra.Command {
@@ -66,12 +65,14 @@ func newServeCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("invalid configuration:\n%w", err)
 			}
+			f.scale.rotationPeriodSet = cmd.Flags().Changed("rotation-period") || src["rotation-period"] != config.FromDefault
 			return runServe(cmd.Context(), f)
 		},
 	}
 	fl := cmd.Flags()
 	fl.SortFlags = false
 	f.RegisterFlags(fl)
+	addScaleFlags(fl, &f.scale)
 	config.RegisterMeta(fl, &cfgPath, &printCfg)
 	return cmd
 }
@@ -168,8 +169,13 @@ func serverTLS(t config.TLS, clientCA string, log *slog.Logger) (*tls.Config, er
 }
 
 func buildIssuer(ctx context.Context, f serveFlags, url string, o *ops) (*issuer.Issuer, func(), error) {
-	nonces, clocks, closeFn, err := openStores(ctx, f.Redis, f.RedisTimeout)
+	nonces, clocks, blobs, closeFn, err := openStores(ctx, f, o.log)
 	if err != nil {
+		return nil, nil, err
+	}
+	ring, keys, err := buildKeys(ctx, f, blobs, o.log)
+	if err != nil {
+		closeFn()
 		return nil, nil, err
 	}
 	var pol policy.Appraiser = &policy.Reference{}
@@ -182,7 +188,7 @@ func buildIssuer(ctx context.Context, f serveFlags, url string, o *ops) (*issuer
 		}
 		pol, closeRefs = eng, closeEng
 	}
-	is, err := assembleIssuer(f, url, o, nonces, clocks, pol)
+	is, err := assembleIssuer(f, url, o, issuerStores{nonces, clocks, ring, keys}, pol)
 	if err != nil {
 		closeRefs()
 		closeFn()
@@ -191,9 +197,18 @@ func buildIssuer(ctx context.Context, f serveFlags, url string, o *ops) (*issuer
 	return is, func() { closeRefs(); closeFn() }, nil
 }
 
-// assembleIssuer builds the issuer on opened stores and policy: AK trust (allowlist,
-// certificate chains, EK enrollment, or any AK) and the signing key.
-func assembleIssuer(f serveFlags, url string, o *ops, nonces store.NonceStore, clocks store.ClockStore, pol policy.Appraiser) (*issuer.Issuer, error) {
+// issuerStores are what assembleIssuer builds on: opened stores and the keyring.
+type issuerStores struct {
+	nonces store.NonceStore
+	clocks store.ClockStore
+	ring   *jwks.Keyring
+	keys   issuer.KeyAdmin
+}
+
+// assembleIssuer builds the issuer on opened stores, keys and policy, adding AK trust
+// (allowlist, certificate chains, EK enrollment, or any AK).
+func assembleIssuer(f serveFlags, url string, o *ops, st issuerStores, pol policy.Appraiser) (*issuer.Issuer, error) {
+	nonces := st.nonces
 	aks, _ := nonces.(store.AKStore)
 	trust, allow, err := buildAKTrust(f, aks, f.AdminAddr != "" || f.AK.EnrollOn())
 	if err != nil {
@@ -207,17 +222,12 @@ func assembleIssuer(f serveFlags, url string, o *ops, nonces store.NonceStore, c
 	if err != nil {
 		return nil, err
 	}
-	var key *jwks.Key
-	if f.SigningKey != "" {
-		key, err = jwks.LoadKeyFile(f.SigningKey, "")
-	} else {
-		key, err = jwks.GenerateKey(jose.SignatureAlgorithm(f.Alg))
-	}
-	if err != nil {
-		return nil, err
-	}
+	status, _ := nonces.(store.StatusStore) // the metrics wrapper below hides it
+	feed, _ := nonces.(store.RevocationFeed)
 	return issuer.New(issuer.Config{
-		URL: url, Keyring: jwks.NewKeyring(key), Nonces: o.metrics.NonceStore(nonces), Clocks: clocks,
+		URL: url, Keyring: st.ring, Keys: st.keys, Nonces: o.metrics.NonceStore(nonces), Clocks: st.clocks,
+		Status: status, Revocations: feed,
+		StatusTTL: f.scale.statusTTL, StatusListValidity: f.scale.statusListValidity,
 		Allowlist: allow, Enroll: enr,
 		Evidence: ev, Policy: pol, NonceTTL: f.NonceTTL, TokenLifetime: f.TokenLifetime,
 		Audiences: f.Audiences, Log: o.log,
@@ -225,24 +235,18 @@ func assembleIssuer(f serveFlags, url string, o *ops, nonces store.NonceStore, c
 	})
 }
 
-// openStores returns the memory backend, or the Redis backend for a redis:// URL after a ping.
-func openStores(ctx context.Context, url string, timeout time.Duration) (store.NonceStore, store.ClockStore, func(), error) {
-	if url == "" {
-		m := memory.New()
-		return m, m, func() {}, nil
+// openStores returns the memory backend, or the Redis backend (one server, Sentinel or
+// Cluster: redisstore.Open) after a ping and the eviction-policy check; with Redis, the store
+// also shares the signing keys (blobs).
+func openStores(ctx context.Context, f serveFlags, log *slog.Logger) (store.NonceStore, store.ClockStore, jwks.Storage, func(), error) {
+	if f.Redis == "" {
+		m := memory.New(memory.WithStatusListSize(f.scale.statusListSize))
+		return m, m, nil, func() {}, nil
 	}
-	opt, err := redis.ParseURL(url)
+	client, err := openRedis(ctx, f.Redis, f.RedisTimeout, f.scale.allowEvicting, log)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("--redis: %w", err)
+		return nil, nil, nil, nil, err
 	}
-	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = timeout, timeout, timeout
-	client := redis.NewClient(opt)
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := client.Ping(pctx).Err(); err != nil {
-		client.Close()
-		return nil, nil, nil, fmt.Errorf("redis %s: %w", opt.Addr, err)
-	}
-	s := redisstore.New(client, "passport")
-	return s, s, func() { client.Close() }, nil
+	s := redisstore.New(client, "passport", f.scale.redisOptions()...)
+	return s, s, s, func() { client.Close() }, nil
 }

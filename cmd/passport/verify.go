@@ -20,6 +20,7 @@ import (
 
 type verifyFlags struct {
 	issuer, jwksFile, audience string
+	status                     statusFlags // verify_status.go
 }
 
 func newVerifyCmd() *cobra.Command {
@@ -30,7 +31,12 @@ func newVerifyCmd() *cobra.Command {
 		Long: `verify checks the token's signature, typ, iss (= --issuer), aud (--audience), exp and
 EAR status, and prints the verified claims as JSON. With --jwks FILE the keys come from that
 file and nothing is fetched (an offline relying party); otherwise they come from the issuer's
-discovery document and JWKS. Exit status 0 means valid; anything else prints the reason.`,
+discovery document and JWKS. Exit status 0 means valid; anything else prints the reason.
+
+The token's status list entry (draft-ietf-oauth-status-list) is checked too: online, the
+issuer's list is fetched; offline, --status-list FILE gives the list, used up to
+--status-max-age after it was issued. A revoked token, or one whose status cannot be
+established, is refused.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.Flags().Changed("jwks") && f.jwksFile == "" {
@@ -43,6 +49,7 @@ discovery document and JWKS. Exit status 0 means valid; anything else prints the
 	fl.StringVar(&f.issuer, "issuer", "", "expected iss (and, without --jwks, where keys are fetched)")
 	fl.StringVar(&f.jwksFile, "jwks", "", "JWKS file: validate offline with these keys")
 	fl.StringVar(&f.audience, "audience", "", "expected audience")
+	addStatusFlags(fl, &f.status)
 	_ = cmd.MarkFlagRequired("issuer")
 	_ = cmd.MarkFlagRequired("audience")
 	return cmd
@@ -80,6 +87,9 @@ func runVerify(ctx context.Context, f verifyFlags, tokenFile string, stdout io.W
 	}
 	claims, err := v.Verify(ctx, strings.TrimSpace(string(raw)))
 	if err != nil {
+		return fmt.Errorf("token refused: %w", err)
+	}
+	if err := checkStatus(ctx, f, ks, claims); err != nil { // verify_status.go
 		return fmt.Errorf("token refused: %w", err)
 	}
 	enc := json.NewEncoder(stdout)

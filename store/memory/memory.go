@@ -1,5 +1,6 @@
-// Package memory is the embedded, single-process backend of store.NonceStore and
-// store.ClockStore (DESIGN.md section 5, "Embedded default"). It passes the same conformance
+// Package memory is the embedded, single-process backend of store.NonceStore,
+// store.ClockStore, store.StatusStore, store.RevocationFeed and store.BlobStore (DESIGN.md
+// section 5, "Embedded default"). It passes the same conformance
 // suite (storetest) as the Redis backend.
 //
 // Entries are keyed by SHA-256 of the nonce (or of the AK identity), never by the raw bytes, so
@@ -94,8 +95,10 @@ type Store struct {
 	clocks    map[digest]clockEntry
 	nextSweep time.Time
 
-	akMu sync.Mutex        // guards aks (store.AKStore, aks.go)
-	aks  map[string][]byte // AK id -> record
+	akMu   sync.Mutex        // guards aks (store.AKStore, aks.go)
+	aks    map[string][]byte // AK id -> record
+	status statusState       // status lists, status.go
+	blobs  map[string]blob
 }
 
 var (
@@ -111,6 +114,8 @@ func New(opts ...Option) *Store {
 		sweepEvery: DefaultSweepInterval,
 		nonces:     make(map[digest]nonceEntry),
 		clocks:     make(map[digest]clockEntry),
+		status:     newStatusState(),
+		blobs:      make(map[string]blob),
 	}
 	for _, o := range opts {
 		o(s)
@@ -195,12 +200,21 @@ func (s *Store) AdvanceClock(ctx context.Context, ak string, c store.ClockInfo, 
 	defer s.mu.Unlock()
 	now := s.now()
 	s.maybeSweep(now)
+	if err := s.checkClockLocked(now, k, c); err != nil {
+		return err
+	}
+	s.clocks[k] = clockEntry{info: c, expires: now.Add(ttl)}
+	return nil
+}
+
+// checkClockLocked returns an error wrapping store.ErrClockRollback if c is Before the
+// unexpired record under k. s.mu must be held.
+func (s *Store) checkClockLocked(now time.Time, k digest, c store.ClockInfo) error {
 	if e, ok := s.clocks[k]; ok && now.Before(e.expires) && c.Before(e.info) {
 		return fmt.Errorf("memory: advance clock: reset %d restart %d clock %d ms is before the recorded reset %d restart %d clock %d ms: %w",
 			c.ResetCount, c.RestartCount, c.Clock,
 			e.info.ResetCount, e.info.RestartCount, e.info.Clock, store.ErrClockRollback)
 	}
-	s.clocks[k] = clockEntry{info: c, expires: now.Add(ttl)}
 	return nil
 }
 
@@ -224,6 +238,7 @@ func (s *Store) sweep(now time.Time) {
 			delete(s.clocks, k)
 		}
 	}
+	s.status.sweep(now)
 	s.nextSweep = now.Add(s.sweepEvery)
 }
 

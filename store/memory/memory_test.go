@@ -132,3 +132,21 @@ func BenchmarkNonceRoundTrip(b *testing.B) {
 func TestAKStore(t *testing.T) {
 	storetest.RunAKStore(t, func(t *testing.T) store.AKStore { return New() })
 }
+
+func TestStatusStore(t *testing.T) {
+	storetest.RunStatusStore(t, func(t *testing.T) (store.StatusStore, storetest.Clock) {
+		clk := storetest.NewFakeClock(epoch)
+		return New(WithClock(clk.Now), WithStatusListSize(16)), clk
+	})
+}
+
+func TestRevocationFeed(t *testing.T) {
+	storetest.RunRevocationFeed(t, func(t *testing.T) (store.StatusStore, store.RevocationFeed) {
+		s := New(WithStatusListSize(16))
+		return s, s
+	})
+}
+
+func TestBlobStore(t *testing.T) {
+	storetest.RunBlobStore(t, func(t *testing.T) store.BlobStore { return New() })
+}

@@ -1,5 +1,5 @@
-// Package redisstore is the Redis backend of store.NonceStore and store.ClockStore (DESIGN.md
-// section 5), on a go-redis v9 UniversalClient: one server, Sentinel or Cluster. It passes the
+// Package redisstore is the Redis backend of store.NonceStore, store.ClockStore,
+// store.StatusStore, store.RevocationFeed and store.BlobStore (DESIGN.md section 5), on a go-redis v9 UniversalClient: one server, Sentinel or Cluster. It passes the
 // same conformance suite (storetest) as the memory backend.
 //
 // Keys, where <prefix> is the string given to New and <hex> is lowercase hexadecimal:
@@ -8,6 +8,23 @@
 //	<prefix>:clock:{<hex(SHA-256(ak))>}     hash r, s, h, l: resetCount, restartCount, and the
 //	                                        high and low 32 bits of clock (decimal strings);
 //	                                        TTL = the ttl of the last accepted AdvanceClock
+//
+// Status lists (status.go) live in shards (WithStatusShards, default 1); every key of shard N
+// carries the hash tag {<prefix>/N}:
+//
+//	<prefix>:status:{<prefix>/N}:next           counter: entries allocated in the shard (INCR)
+//	<prefix>:status:{<prefix>/N}:lexp           hash: shard-local list number -> latest expiry (ms)
+//	<prefix>:status:{<prefix>/N}:list:<n>       bitmap of list n*shards+N, in the status list's bit
+//	                                            order; TTL = its last entry's expiry
+//	<prefix>:status:{<prefix>/N}:id:<hex>       string "<n>:<index>" for SHA-256(jti); TTL = expiry
+//	<prefix>:status:{<prefix>/N}:sub:<hex>      zset of "<n>:<index>" scored by expiry, per subject
+//	<prefix>:status:{<prefix>/N}:lbl:<hex>      zset likewise, per label (reference value)
+//	<prefix>:status:{<prefix>/N}:clock:<hex>    clock record checked with an allocation
+//	<prefix>:status:revocations                 pub/sub channel: "<list> <index>..."
+//	<prefix>:blob:{<name>}                      hash v (version), d (data): BlobStore
+//
+// A subject's entries all go to shard SHA-256(subject) mod shards, so one allocation touches
+// one slot and runs as one Lua script (one round trip).
 //
 // The digest part is wrapped in braces, a Cluster hash tag, so any future operation touching
 // both records of one nonce or AK stays in one slot; every operation here touches one key.
@@ -57,6 +74,7 @@ var errBadTTL = errors.New("ttl must be positive")
 type Store struct {
 	client redis.UniversalClient
 	prefix string
+	status statusConfig // status lists, status.go
 }
 
 var (
@@ -65,13 +83,17 @@ var (
 )
 
 // New returns a Store that keeps its keys under prefix (see the package documentation for the
-// key layout; an empty prefix leaves keys unprefixed, e.g. "nonce:{...}"). The client is used
+// key layout; an empty prefix leaves keys unprefixed, e.g. "nonce:{...}"), configured by opts. The client is used
 // as is: its timeouts and retries bound every operation, and closing it is the caller's job.
-func New(client redis.UniversalClient, prefix string) *Store {
+func New(client redis.UniversalClient, prefix string, opts ...Option) *Store {
 	if prefix != "" {
 		prefix += ":"
 	}
-	return &Store{client: client, prefix: prefix}
+	s := &Store{client: client, prefix: prefix, status: defaultStatusConfig()}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // key returns prefix + kind + ":{" + hex(SHA-256(id)) + "}".

@@ -395,6 +395,35 @@ func (s *redisServer) stop() {
 	})
 }
 
+// restart stops the server and starts a new one with the same arguments on the same port
+// (its data is gone: the tests run without persistence).
+func (s *redisServer) restart(t *testing.T) {
+	t.Helper()
+	s.stop()
+	cmd := exec.Command(s.cmd.Path, s.cmd.Args[1:]...)
+	cmd.SysProcAttr = childAttr()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("restart redis-server: %v", err)
+	}
+	s.cmd, s.once = cmd, sync.Once{}
+	waitPing(t, s.addr)
+}
+
+// waitPing waits (at most 5 s) until the server at addr answers PING.
+func waitPing(t *testing.T, addr string) {
+	t.Helper()
+	probe := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialerRetries: 1})
+	defer probe.Close()
+	var lastErr error
+	for i := 0; i < 200; i++ {
+		if lastErr = probe.Ping(context.Background()).Err(); lastErr == nil {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("redis-server on %s did not answer: %v", addr, lastErr)
+}
+
 // client returns a client of s, closed when t ends.
 func (s *redisServer) client(t *testing.T, user, password string) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: s.addr, Username: user, Password: password})

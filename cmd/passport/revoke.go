@@ -1,0 +1,43 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/passport-attest/passport/api"
+)
+
+func newRevokeCmd() *cobra.Command {
+	var (
+		admin adminFlags
+		req   api.RevokeRequest
+	)
+	cmd := &cobra.Command{
+		Use:   "revoke --admin URL --credential FILE (--jti ID | --subject SUB | --reference-value DIGEST)",
+		Short: "Revoke live tokens: one by jti, all of an attester, or all that matched a reference value",
+		Long: `revoke asks the issuer's admin API to set the status of live tokens to invalid in their
+Token Status Lists (draft-ietf-oauth-status-list): one token by --jti, every token of an
+attester by --subject (its sub, the AK thumbprint), or every token whose evidence matched a
+reference value by --reference-value (a hex digest listed in
+submods.tpm.measurements.reference_values). Relying parties see it in the next status list
+they fetch, and those following the issuer's revocation stream at once. It prints the
+revoked entries as JSON; a --jti naming no live token is an error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var res api.RevokeResponse
+			if err := adminCall(cmd.Context(), admin, "POST", api.PathAdminRevoke, req, &res); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), res)
+		},
+	}
+	fl := cmd.Flags()
+	addAdminFlags(fl, &admin)
+	fl.StringVar(&req.JTI, "jti", "", "revoke the token with this jti")
+	fl.StringVar(&req.Subject, "subject", "", "revoke every live token of this attester (sub: AK thumbprint)")
+	fl.StringVar(&req.ReferenceValue, "reference-value", "", "revoke every live token whose evidence matched this reference value (hex digest)")
+	_ = cmd.MarkFlagRequired("admin")
+	_ = cmd.MarkFlagRequired("credential")
+	cmd.MarkFlagsMutuallyExclusive("jti", "subject", "reference-value")
+	cmd.MarkFlagsOneRequired("jti", "subject", "reference-value")
+	return cmd
+}
