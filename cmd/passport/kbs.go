@@ -26,6 +26,8 @@ type kbsFlags struct {
 	addr, issuer, audience, secrets, policy, jwksFile, publicURL, auditLog string
 	redisURL, redisPrefix, kek                                             string
 	adminAddr, adminCredential                                             string
+	statusList                                                             string
+	statusMaxAge                                                           time.Duration
 }
 
 func newKBSCmd() *cobra.Command {
@@ -55,6 +57,8 @@ there under the key-encryption key in --kek. With --admin-addr, an authenticated
 	fl.StringVar(&f.secrets, "secrets", "", "secrets directory: DIR/repository/type/tag files")
 	fl.StringVar(&f.policy, "policy", "", "policy file (YAML: rules of resource glob, CEL allow expression, bearer opt-in)")
 	fl.StringVar(&f.jwksFile, "jwks", "", "JWKS file of the issuer's keys (offline); discovered from --issuer when empty")
+	fl.StringVar(&f.statusList, "status-list", "", "with --jwks: Status List Token file (GET /v1/status-list/{id}) for revocation checks")
+	fl.DurationVar(&f.statusMaxAge, "status-max-age", relyingparty.DefaultStatusMaxStaleness, "how long after its issue a status list may still be used when the issuer cannot be reached")
 	fl.StringVar(&f.publicURL, "public-url", "", "external base URL of the broker, for DPoP htu checks behind a proxy (default: the request's)")
 	fl.StringVar(&f.auditLog, "audit-log", "", "file the JSON audit lines are appended to (stderr when empty)")
 	fl.StringVar(&f.redisURL, "redis", "", "Redis URL (redis://host:port/db) holding the secrets, encrypted under --kek")
@@ -155,8 +159,14 @@ func runKBS(ctx context.Context, f kbsFlags) error {
 		auditOut = af
 	}
 	audit := slog.New(slog.NewJSONHandler(auditOut, nil))
-	// Revocation: the status-list checker (relyingparty) plugs in as Config.Revocation.
-	b, err := kbs.New(kbs.Config{Verifier: v, Store: store, Policy: pol, Audit: audit, PublicURL: f.publicURL})
+	// Revocation: every release checks the token's status list entry at the issuer (cached
+	// per the list's ttl, revocations pushed through the issuer's event stream); offline
+	// (--jwks), from --status-list FILE. No status, no secret.
+	revocation, err := kbsRevocation(ctx, f, iss, ks, v)
+	if err != nil {
+		return err
+	}
+	b, err := kbs.New(kbs.Config{Verifier: v, Store: store, Policy: pol, Audit: audit, PublicURL: f.publicURL, Revocation: revocation})
 	if err != nil {
 		return err
 	}
@@ -239,4 +249,30 @@ func openSecretStore(ctx context.Context, f kbsFlags) (kbs.Store, func(), error)
 		return nil, nil, err
 	}
 	return s, func() { client.Close() }, nil
+}
+
+// kbsRevocation builds the broker's status-list revocation check: online it fetches the
+// issuer's lists and follows its revocation stream; with --jwks it is offline and needs
+// --status-list FILE (a Status List Token), refusing every release once that list is older
+// than --status-max-age.
+func kbsRevocation(ctx context.Context, f kbsFlags, iss string, ks relyingparty.KeySet, v *relyingparty.Verifier) (kbs.RevocationChecker, error) {
+	offline := f.jwksFile != ""
+	if offline && f.statusList == "" {
+		return nil, errors.New("--jwks (offline) needs --status-list FILE: the broker never releases a secret without checking revocation")
+	}
+	sc, err := relyingparty.NewStatusChecker(relyingparty.StatusConfig{Issuer: iss, KeySet: ks, Offline: offline, MaxStaleness: f.statusMaxAge})
+	if err != nil {
+		return nil, err
+	}
+	if offline {
+		if err := sc.LoadFile(ctx, f.statusList); err != nil {
+			return nil, err
+		}
+		return kbs.StatusRevocation{Checker: sc}, nil
+	}
+	d, err := relyingparty.Discover(ctx, iss, &http.Client{Timeout: 10 * time.Second})
+	if err == nil && d.RevocationEventsEndpoint != "" {
+		go func() { _ = sc.Follow(ctx, d.RevocationEventsEndpoint, v) }()
+	}
+	return kbs.StatusRevocation{Checker: sc}, nil
 }
