@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -41,23 +40,25 @@ var (
 	dirOnce sync.Map
 )
 
-// ModuleDir returns the module cache directory of mod (via `go list -m`), failing the test when
-// it cannot be found.
+// ModuleDir returns the module cache directory of mod, a module of the build list (a test-data
+// module such as go-attestation need not be imported by any package). It runs `go mod download
+// -json MOD`, which fetches the module when a fresh machine lacks it, and fails the test when
+// that does not work.
 func ModuleDir(t testing.TB, mod string) string {
 	t.Helper()
 	if v, ok := dirOnce.Load(mod); ok {
 		return v.(string)
 	}
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", mod).Output()
+	out, err := exec.Command("go", "mod", "download", "-json", mod).Output()
 	if err != nil {
-		t.Fatalf("go list -m %s: %v", mod, err)
+		t.Fatalf("go mod download %s: %v", mod, err)
 	}
-	d := strings.TrimSpace(string(out))
-	if d == "" {
-		t.Fatalf("module %s not in the module cache", mod)
+	var info struct{ Dir, Error string }
+	if err := json.Unmarshal(out, &info); err != nil || info.Dir == "" {
+		t.Fatalf("module %s not available (%v %s)", mod, err, info.Error)
 	}
-	dirOnce.Store(mod, d)
-	return d
+	dirOnce.Store(mod, info.Dir)
+	return info.Dir
 }
 
 // EventLogPath returns the path of one of go-tpm-tools' real event logs.
