@@ -5,6 +5,32 @@
 //
 // The relying party's middleware (package relyingparty), the key broker (package kbs) and the
 // attester's client transport (package attester) all use this package.
+//
+// # The URL a proof names
+//
+// A proof's htu must equal the URL the client addressed (RFC 9449 section 4.3 step 9). The
+// verifier must take that URL from its own configuration (its public origin), never from the
+// request's Host or Forwarded headers: a malicious relying party holding a token and proof made
+// for its own URL could otherwise relay them to a victim with "Host:" set to its own host.
+// Package relyingparty (WithExternalURL) and package kbs (Config.PublicURL) refuse DPoP without
+// a configured origin. NormalizeURL compares escaped paths, so "/a%2Fb" is not "/a/b".
+//
+// # The replay cache
+//
+// Verifier remembers every accepted proof's jti (scoped by its key's RFC 7638 thumbprint) until
+// the last instant the proof could still pass the iat check, max(now, iat) + Window, so that a
+// proof with a future iat cannot be replayed after its jti is forgotten. Expired entries are
+// evicted eagerly, in expiry order, on every check. The cache is bounded twice: in total
+// (MaxReplayEntries) and per key thumbprint (MaxEntriesPerKey), and a full cache refuses new
+// proofs (ErrCacheFull: fail closed, never forget early). The per-key bound keeps one key
+// holder from crowding out the others.
+//
+// Only proofs whose key is authenticated may take room in the cache. Verify checks and records
+// in one step and suits callers that bound the key first: the token's cnf key must be
+// presented with a token that verified. A caller whose key comes from the request itself, as the
+// background check's evidence does, uses Check first, authenticates the key (the issuer
+// appraises the evidence over its single-use nonce) and only then records the jti with
+// Remember; an anonymous client can then never fill the cache that token holders rely on.
 package dpop
 
 import (
@@ -50,6 +76,9 @@ var (
 	ErrBinding  = fmt.Errorf("%w: ath does not match the access token", ErrInvalid)
 	ErrMissing  = fmt.Errorf("%w: no DPoP proof", ErrInvalid)
 	ErrTooLarge = fmt.Errorf("%w: proof too large", ErrInvalid)
+	// ErrCacheFull: the replay cache holds MaxReplayEntries live entries, or MaxEntriesPerKey
+	// for this proof's key; the proof is refused (fail closed) until entries expire.
+	ErrCacheFull = fmt.Errorf("%w: replay cache full, retry later", ErrInvalid)
 )
 
 // Claims are a DPoP proof's claims (RFC 9449 section 4.2).
@@ -68,17 +97,74 @@ func AccessTokenHash(token string) string {
 	return base64.RawURLEncoding.EncodeToString(h[:])
 }
 
-// NormalizeURL returns u without query and fragment, as htu is compared (RFC 9449 section 4.3
-// step 9, RFC 3986 section 6.2.2-6.2.3 normalisation of scheme and host case).
+// NormalizeURL returns u as htu is compared (RFC 9449 section 4.3 step 9): without query,
+// fragment and userinfo, normalised as RFC 3986 section 6.2.2 (lower-case scheme and host,
+// upper-case percent-encoding hex digits, percent-encoded unreserved characters decoded) and
+// section 6.2.3 (no default port: 80 for http, 443 for https; an empty path is "/"). The path is
+// compared in its escaped form (u.EscapedPath, which keeps u.RawPath): "/a%2Fb" and "/a/b" are
+// different resources and stay different. Dot segments are not removed: they must match as sent.
 func NormalizeURL(u *url.URL) string {
-	c := *u
-	c.RawQuery, c.Fragment, c.RawFragment, c.User = "", "", "", nil
-	c.Scheme = strings.ToLower(c.Scheme)
-	c.Host = strings.ToLower(c.Host)
-	if c.Path == "" {
-		c.Path = "/"
+	if u.Opaque != "" || u.Host == "" { // not an absolute http(s) URL: never equals a request's
+		c := *u
+		c.RawQuery, c.Fragment, c.RawFragment, c.User = "", "", "", nil
+		return c.String()
 	}
-	return c.String()
+	scheme := strings.ToLower(u.Scheme)
+	host := strings.ToLower(u.Host)
+	if p := u.Port(); (scheme == "http" && p == "80") || (scheme == "https" && p == "443") {
+		host = strings.TrimSuffix(host, ":"+p)
+	} else if strings.HasSuffix(host, ":") {
+		host = strings.TrimSuffix(host, ":")
+	}
+	path := normalizeEscapes(u.EscapedPath())
+	if path == "" {
+		path = "/"
+	}
+	return scheme + "://" + host + path
+}
+
+// normalizeEscapes upper-cases the hex digits of percent-encodings and decodes those of
+// unreserved characters (RFC 3986 sections 2.3 and 6.2.2.2); everything else is kept as is.
+func normalizeEscapes(p string) string {
+	if !strings.Contains(p, "%") {
+		return p
+	}
+	var b strings.Builder
+	b.Grow(len(p))
+	for i := 0; i < len(p); i++ {
+		if p[i] != '%' || i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
+			b.WriteByte(p[i])
+			continue
+		}
+		c := unhex(p[i+1])<<4 | unhex(p[i+2])
+		if isUnreserved(c) {
+			b.WriteByte(c)
+		} else {
+			b.WriteByte('%')
+			b.WriteString(strings.ToUpper(p[i+1 : i+3]))
+		}
+		i += 2
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool {
+	return ('0' <= c && c <= '9') || ('a' <= c && c <= 'f') || ('A' <= c && c <= 'F')
+}
+
+func unhex(c byte) byte {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	}
+	return c - 'A' + 10
+}
+
+func isUnreserved(c byte) bool {
+	return ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') ||
+		c == '-' || c == '.' || c == '_' || c == '~'
 }
 
 // NewProof signs a proof for one request with key (ES256 for P-256, ES384 for P-384, EdDSA,
@@ -116,29 +202,62 @@ func NewProof(key crypto.Signer, method string, target *url.URL, accessToken str
 // Algorithms accepted in proofs by default: asymmetric only (RFC 9449 section 4.3 step 5).
 var Algorithms = []jose.SignatureAlgorithm{jose.ES256, jose.ES384, jose.EdDSA, jose.PS256, jose.RS256}
 
-// Verifier checks DPoP proofs and remembers their jti to refuse replays within the window.
-// It is safe for concurrent use.
+// Verifier checks DPoP proofs and remembers their jti to refuse replays within the window
+// (see the package documentation for the cache's design). It is safe for concurrent use; the
+// zero value is ready with the defaults.
 type Verifier struct {
 	// Window is how far iat may lie from now, either way (default 60 s).
 	Window time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// MaxReplayEntries bounds the jti cache (default 100000); when full, new proofs are refused
-	// (fail closed) until old entries expire.
+	// MaxReplayEntries bounds the jti cache (default DefaultMaxReplayEntries); when full, new
+	// proofs are refused with ErrCacheFull (fail closed) until old entries expire.
 	MaxReplayEntries int
+	// MaxEntriesPerKey bounds the live entries of one key thumbprint (default
+	// DefaultMaxEntriesPerKey, never more than MaxReplayEntries); beyond it that key's new
+	// proofs are refused with ErrCacheFull, and other keys are unaffected.
+	MaxEntriesPerKey int
 
 	mu    sync.Mutex
-	seen  map[string]int64 // jti (with key thumbprint) -> expiry (unix seconds)
-	sweep int64
+	cache replayCache
+}
+
+// Proof is a proof that passed Verifier.Check: its header key and claims. Its jti is not yet
+// remembered; Verifier.Remember does that.
+type Proof struct {
+	// Key is the public JWK of the proof's header, which verified its signature.
+	Key *jose.JSONWebKey
+	// Claims are the proof's claims.
+	Claims Claims
+
+	id    string // key thumbprint | jti: the replay cache's key
+	thumb string
+	until int64 // unix nanoseconds: the last instant the proof passes the iat check
 }
 
 // Verify checks proof for a request with method and URL target presenting accessToken (may be
 // empty), whose confirmation key is cnf (may be nil when no token is presented). It follows RFC
 // 9449 section 4.3: one well-formed JWS with typ dpop+jwt and an asymmetric alg, a public jwk in
 // the header that verifies the signature, htm and htu equal to the request, iat within Window,
-// ath equal to the token's hash, the jwk's thumbprint equal to cnf's, and a jti not seen before.
-// It returns the proof's key on success.
+// ath equal to the token's hash, the jwk's thumbprint equal to cnf's, and a jti not seen before,
+// which it then remembers (Check followed by Remember). It returns the proof's key on success.
+// Use it when cnf is authenticated (a verified token's cnf key); otherwise see Check.
 func (v *Verifier) Verify(proof, method string, target *url.URL, accessToken string, cnf *jose.JSONWebKey) (*jose.JSONWebKey, error) {
+	p, err := v.Check(proof, method, target, accessToken, cnf)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.Remember(p); err != nil {
+		return nil, err
+	}
+	return p.Key, nil
+}
+
+// Check makes every check of Verify, including that the jti was not seen before, but does not
+// remember the jti: the proof takes no room in the replay cache. A caller whose cnf comes from
+// the unauthenticated request (the background check's evidence) calls Check, authenticates the
+// key, and then Remember. Errors are those of Verify.
+func (v *Verifier) Check(proof, method string, target *url.URL, accessToken string, cnf *jose.JSONWebKey) (*Proof, error) {
 	if proof == "" {
 		return nil, ErrMissing
 	}
@@ -179,11 +298,9 @@ func (v *Verifier) Verify(proof, method string, target *url.URL, accessToken str
 		return nil, fmt.Errorf("%w: htu %q, request %q", ErrTarget, c.URL, NormalizeURL(target))
 	}
 	now := v.now()
-	window := v.Window
-	if window <= 0 {
-		window = 60 * time.Second
-	}
-	if d := now.Sub(time.Unix(c.IssuedAt, 0)); d > window || d < -window {
+	window := v.window()
+	iat := time.Unix(c.IssuedAt, 0)
+	if d := now.Sub(iat); d > window || d < -window {
 		return nil, ErrStale
 	}
 	if accessToken != "" {
@@ -201,38 +318,59 @@ func (v *Verifier) Verify(proof, method string, target *url.URL, accessToken str
 			return nil, ErrKey
 		}
 	}
-	if err := v.remember(string(tp)+"|"+c.ID, now.Add(window).Unix(), now.Unix()); err != nil {
-		return nil, err
+	// The proof passes the iat check until iat + Window; remember it at least that long (and
+	// never less than Window from now).
+	last := now
+	if iat.After(last) {
+		last = iat
 	}
-	return key, nil
-}
-
-func (v *Verifier) remember(id string, exp, now int64) error {
-	max := v.MaxReplayEntries
-	if max <= 0 {
-		max = 100000
-	}
+	p := &Proof{Key: key, Claims: c, id: string(tp) + "|" + c.ID, thumb: string(tp), until: last.Add(window).UnixNano()}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.seen == nil {
-		v.seen = map[string]int64{}
+	v.cache.evict(now.UnixNano())
+	if v.cache.seen[p.id] {
+		return nil, ErrReplay
 	}
-	if now >= v.sweep || len(v.seen) >= max {
-		for k, e := range v.seen {
-			if e < now {
-				delete(v.seen, k)
-			}
-		}
-		v.sweep = now + 10
+	return p, nil
+}
+
+// Remember records p's jti until the last instant p could pass Check's iat test, so that the
+// same proof is refused from then on. It fails with ErrReplay when the jti is already
+// remembered (a concurrent request with the same proof won) and with ErrCacheFull when the
+// cache or p's key's share of it is full.
+func (v *Verifier) Remember(p *Proof) error {
+	if p == nil || p.id == "" {
+		return fmt.Errorf("%w: not a checked proof", ErrInvalid)
 	}
-	if e, ok := v.seen[id]; ok && e >= now {
+	total := v.MaxReplayEntries
+	if total <= 0 {
+		total = DefaultMaxReplayEntries
+	}
+	perKey := v.MaxEntriesPerKey
+	if perKey <= 0 {
+		perKey = DefaultMaxEntriesPerKey
+	}
+	perKey = min(perKey, total)
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.cache.evict(v.now().UnixNano())
+	switch {
+	case v.cache.seen[p.id]:
 		return ErrReplay
+	case v.cache.len() >= total:
+		return fmt.Errorf("%w: %d live entries", ErrCacheFull, total)
+	case v.cache.perKey[p.thumb] >= perKey:
+		return fmt.Errorf("%w: %d live entries for this key", ErrCacheFull, perKey)
 	}
-	if len(v.seen) >= max {
-		return fmt.Errorf("%w: replay cache full, retry later", ErrInvalid)
-	}
-	v.seen[id] = exp
+	v.cache.add(p.id, p.thumb, p.until)
 	return nil
+}
+
+func (v *Verifier) window() time.Duration {
+	if v.Window > 0 {
+		return v.Window
+	}
+	return 60 * time.Second
 }
 
 func (v *Verifier) now() time.Time {

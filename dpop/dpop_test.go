@@ -145,13 +145,158 @@ func TestReplayCacheBounded(t *testing.T) {
 		}
 	}
 	p, _ := dpop.NewProof(k, "GET", target, "", now)
-	if _, err := v.Verify(p, "GET", target, "", nil); !errors.Is(err, dpop.ErrInvalid) {
+	if _, err := v.Verify(p, "GET", target, "", nil); !errors.Is(err, dpop.ErrCacheFull) {
 		t.Fatalf("full replay cache accepted a proof: %v", err)
 	}
 	now = now.Add(2 * time.Minute) // entries expire; the cache frees itself
 	p, _ = dpop.NewProof(k, "GET", target, "", now)
 	if _, err := v.Verify(p, "GET", target, "", nil); err != nil {
 		t.Fatalf("after expiry: %v", err)
+	}
+}
+
+// TestReplayFutureIAT: a proof whose iat lies in the future passes the iat check until
+// iat + Window; its jti must be remembered that long, or it could be replayed once forgotten.
+func TestReplayFutureIAT(t *testing.T) {
+	start := time.Unix(1_800_000_000, 0)
+	now := start
+	k := key(t)
+	cnf := &jose.JSONWebKey{Key: &k.PublicKey}
+	target := mustURL("https://rp.example/resource")
+	v := &dpop.Verifier{Now: func() time.Time { return now }, Window: 60 * time.Second}
+	p, err := dpop.NewProof(k, "GET", target, "tok", start.Add(50*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(p, "GET", target, "tok", cnf); err != nil {
+		t.Fatalf("first use: %v", err)
+	}
+	// iat = start+50s passes the iat check up to start+110s: refused as a replay every time.
+	for d := 500 * time.Millisecond; d <= 110*time.Second; d += 500 * time.Millisecond {
+		now = start.Add(d)
+		if _, err := v.Verify(p, "GET", target, "tok", cnf); !errors.Is(err, dpop.ErrReplay) {
+			t.Fatalf("replayed at start+%s: %v, want ErrReplay", d, err)
+		}
+	}
+	now = start.Add(110*time.Second + time.Millisecond)
+	if _, err := v.Verify(p, "GET", target, "tok", cnf); !errors.Is(err, dpop.ErrStale) {
+		t.Fatalf("after iat+Window: %v, want ErrStale", err)
+	}
+}
+
+// TestCheckThenRemember: Check takes no room in the replay cache; Remember records the jti,
+// once; a remembered proof fails Check and Verify.
+func TestCheckThenRemember(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	k := key(t)
+	cnf := &jose.JSONWebKey{Key: &k.PublicKey}
+	target := mustURL("https://rp.example/resource")
+	v := &dpop.Verifier{Now: func() time.Time { return now }, MaxReplayEntries: 1}
+	p, _ := dpop.NewProof(k, "GET", target, "", now)
+	for i := range 3 { // checking alone never fills the one-entry cache
+		if _, err := v.Check(p, "GET", target, "", cnf); err != nil {
+			t.Fatalf("check %d: %v", i, err)
+		}
+	}
+	other, _ := dpop.NewProof(k, "GET", target, "", now)
+	if _, err := v.Verify(other, "GET", target, "", cnf); err != nil {
+		t.Fatalf("a checked-only proof took the cache's room: %v", err)
+	}
+	v = &dpop.Verifier{Now: func() time.Time { return now }}
+	checked, err := v.Check(p, "GET", target, "", cnf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked.Claims.Method != "GET" || checked.Key == nil {
+		t.Fatalf("checked proof: %+v", checked)
+	}
+	if err := v.Remember(checked); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Remember(checked); !errors.Is(err, dpop.ErrReplay) {
+		t.Fatalf("second Remember: %v, want ErrReplay", err)
+	}
+	if _, err := v.Check(p, "GET", target, "", cnf); !errors.Is(err, dpop.ErrReplay) {
+		t.Fatalf("Check of a remembered proof: %v, want ErrReplay", err)
+	}
+	if _, err := v.Verify(p, "GET", target, "", cnf); !errors.Is(err, dpop.ErrReplay) {
+		t.Fatalf("Verify of a remembered proof: %v, want ErrReplay", err)
+	}
+	if err := v.Remember(&dpop.Proof{}); !errors.Is(err, dpop.ErrInvalid) {
+		t.Fatalf("Remember of an unchecked proof: %v", err)
+	}
+}
+
+// TestReplayCachePerKey: one key's proofs fill at most MaxEntriesPerKey of the cache; other
+// keys are still served, and the key is served again once its entries expire.
+func TestReplayCachePerKey(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	greedy, other := key(t), key(t)
+	target := mustURL("https://rp.example/")
+	v := &dpop.Verifier{Now: func() time.Time { return now }, MaxReplayEntries: 10, MaxEntriesPerKey: 3}
+	verify := func(k *ecdsa.PrivateKey) error {
+		p, _ := dpop.NewProof(k, "GET", target, "", now)
+		_, err := v.Verify(p, "GET", target, "", &jose.JSONWebKey{Key: &k.PublicKey})
+		return err
+	}
+	for i := range 3 {
+		if err := verify(greedy); err != nil {
+			t.Fatalf("greedy proof %d: %v", i, err)
+		}
+	}
+	if err := verify(greedy); !errors.Is(err, dpop.ErrCacheFull) {
+		t.Fatalf("greedy proof beyond its share: %v, want ErrCacheFull", err)
+	}
+	for i := range 3 {
+		if err := verify(other); err != nil {
+			t.Fatalf("another key's proof %d: %v", i, err)
+		}
+	}
+	now = now.Add(61 * time.Second)
+	if err := verify(greedy); err != nil {
+		t.Fatalf("greedy key after its entries expired: %v", err)
+	}
+}
+
+// TestNormalizeURL: htu is compared on the escaped path, normalised per RFC 3986 section 6.2.
+func TestNormalizeURL(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		same bool
+	}{
+		{"https://rp.example/api/x/y", "https://rp.example/api/x%2Fy", false},
+		{"https://rp.example/api/x%2fy", "https://rp.example/api/x%2Fy", true},
+		{"https://rp.example/api/%7Euser", "https://rp.example/api/~user", true},
+		{"https://rp.example/a%20b", "https://rp.example/a b", true},
+		{"https://RP.example:443/r?q=1#f", "https://rp.example/r", true},
+		{"http://rp.example:80/r", "http://rp.example/r", true},
+		{"http://rp.example:443/r", "http://rp.example/r", false},
+		{"https://rp.example", "https://rp.example/", true},
+		{"https://user@rp.example/r", "https://rp.example/r", true},
+		{"https://rp.example/a/../r", "https://rp.example/r", false},
+		{"https://evil.example/r", "https://rp.example/r", false},
+	} {
+		got := dpop.NormalizeURL(mustURL(tc.a)) == dpop.NormalizeURL(mustURL(tc.b))
+		if got != tc.same {
+			t.Errorf("%s vs %s: same %v, want %v (%s, %s)", tc.a, tc.b, got, tc.same,
+				dpop.NormalizeURL(mustURL(tc.a)), dpop.NormalizeURL(mustURL(tc.b)))
+		}
+	}
+	// A proof for /api/x/y is not good for a request to /api/x%2Fy, nor the reverse.
+	now := time.Unix(1_800_000_000, 0)
+	k := key(t)
+	v := &dpop.Verifier{Now: func() time.Time { return now }}
+	plain, escaped := mustURL("https://rp.example/api/x/y"), mustURL("https://rp.example/api/x%2Fy")
+	p, _ := dpop.NewProof(k, "GET", plain, "", now)
+	if _, err := v.Verify(p, "GET", escaped, "", nil); !errors.Is(err, dpop.ErrTarget) {
+		t.Fatalf("proof for /api/x/y on /api/x%%2Fy: %v, want ErrTarget", err)
+	}
+	p, _ = dpop.NewProof(k, "GET", escaped, "", now)
+	if _, err := v.Verify(p, "GET", plain, "", nil); !errors.Is(err, dpop.ErrTarget) {
+		t.Fatalf("proof for /api/x%%2Fy on /api/x/y: %v, want ErrTarget", err)
+	}
+	if _, err := v.Verify(p, "GET", mustURL("https://rp.example/api/x%2fy"), "", nil); err != nil {
+		t.Fatalf("proof for /api/x%%2Fy on /api/x%%2fy: %v", err)
 	}
 }
 
@@ -164,4 +309,25 @@ func ExampleNewProof() {
 	_, err := v.Verify(proof, "GET", target, "the.access.token", &jose.JSONWebKey{Key: &k.PublicKey})
 	fmt.Println("proof accepted:", err == nil)
 	// Output: proof accepted: true
+}
+
+// A caller whose key is not yet authenticated (the background check: the key comes from the
+// request's own evidence) checks the proof without taking room in the replay cache, and
+// remembers its jti only once the key is vouched for.
+func ExampleVerifier_Check() {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	target, _ := url.Parse("https://rp.example/resource")
+	proof, _ := dpop.NewProof(k, "GET", target, "", time.Now())
+
+	v := &dpop.Verifier{}
+	p, err := v.Check(proof, "GET", target, "", &jose.JSONWebKey{Key: &k.PublicKey})
+	fmt.Println("checked:", err == nil)
+	// ... the issuer authenticates the key (appraises the evidence naming it) ...
+	fmt.Println("remembered:", v.Remember(p) == nil)
+	_, err = v.Check(proof, "GET", target, "", &jose.JSONWebKey{Key: &k.PublicKey})
+	fmt.Println("replay refused:", errors.Is(err, dpop.ErrReplay))
+	// Output:
+	// checked: true
+	// remembered: true
+	// replay refused: true
 }

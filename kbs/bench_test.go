@@ -45,7 +45,7 @@ func reportRelease(b *testing.B) {
 func benchFixture(b *testing.B, policy string) *fixture {
 	f := newFixture(b, fixtureOpts{policy: policy, mod: func(c *kbs.Config) {
 		// The clock is fixed: keep every proof's jti for the whole run.
-		c.Proofs = &dpop.Verifier{Now: c.Now, MaxReplayEntries: 1 << 24}
+		c.Proofs = &dpop.Verifier{Now: c.Now, MaxReplayEntries: 1 << 24, MaxEntriesPerKey: 1 << 24}
 	}})
 	f.srv.Client().Transport.(*http.Transport).MaxIdleConnsPerHost = 64
 	return f

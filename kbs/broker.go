@@ -48,7 +48,7 @@ var (
 	ErrInternal     = errors.New("kbs: internal error") // 500
 )
 
-// Config wires a Broker. Verifier and Store are required.
+// Config wires a Broker. Verifier, Store and PublicURL are required.
 type Config struct {
 	// Verifier validates tokens (see TokenVerifier).
 	Verifier TokenVerifier
@@ -68,24 +68,32 @@ type Config struct {
 	Audit *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
-	// PublicURL is the broker's external base URL (e.g. "https://kbs.example"), used by
-	// Handler to rebuild the URL a DPoP proof must name (htu) behind a proxy. Empty means the
-	// request's own scheme and Host.
+	// PublicURL is the broker's external base URL as clients address it (e.g.
+	// "https://kbs.example", or "https://example.com/kbs" behind a proxy that strips /kbs): an
+	// absolute http(s) URL without query or fragment. Handler builds the URL a DPoP proof must
+	// name (htu, RFC 9449 section 4.3) from it and the request's escaped path. Required: the
+	// URL is never taken from the request's Host (or Forwarded) header, which the client
+	// chooses; a relying party holding a token and proof made for its own URL could otherwise
+	// relay them here with "Host:" set to its own host.
 	PublicURL string
 }
 
 // Broker releases secrets to attested machines. It is safe for concurrent use.
 type Broker struct {
-	cfg Config
+	cfg    Config
+	public *url.URL // cfg.PublicURL, parsed, without a trailing slash
 }
 
-// New checks cfg and returns a Broker.
+// New checks cfg and returns a Broker. It fails without a Verifier, a Store or a PublicURL,
+// and with a PublicURL that is not an absolute http(s) base URL.
 func New(cfg Config) (*Broker, error) {
 	switch {
 	case cfg.Verifier == nil:
 		return nil, errors.New("kbs: Config.Verifier is required")
 	case cfg.Store == nil:
 		return nil, errors.New("kbs: Config.Store is required")
+	case cfg.PublicURL == "":
+		return nil, errors.New("kbs: Config.PublicURL is required: the URL DPoP proofs must name is never taken from the request")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -99,13 +107,12 @@ func New(cfg Config) (*Broker, error) {
 	if cfg.Audit == nil {
 		cfg.Audit = slog.Default()
 	}
-	if cfg.PublicURL != "" {
-		u, err := url.Parse(cfg.PublicURL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-			return nil, fmt.Errorf("kbs: PublicURL %q is not an absolute http(s) base URL", cfg.PublicURL)
-		}
+	u, err := url.Parse(strings.TrimRight(cfg.PublicURL, "/"))
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Opaque != "" || u.User != nil ||
+		u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return nil, fmt.Errorf("kbs: PublicURL %q is not an absolute http(s) base URL without userinfo, query or fragment", cfg.PublicURL)
 	}
-	return &Broker{cfg: cfg}, nil
+	return &Broker{cfg: cfg, public: u}, nil
 }
 
 // Request is one resource request as received: the resource name after PathKBSResource, every

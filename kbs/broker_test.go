@@ -445,16 +445,41 @@ func TestPublicURL(t *testing.T) {
 	if r := f.do(t, req{token: tok}); r.status != 401 {
 		t.Fatalf("proof for the listener's URL: %d, want 401", r.status)
 	}
-	for _, bad := range []string{"kbs.example", "ftp://kbs.example", "https://", "https://kbs.example/?q=1", "://"} {
+	for _, bad := range []string{"kbs.example", "ftp://kbs.example", "https://", "https://kbs.example/?q=1", "://", "https://u@kbs.example", "https://kbs.example/#f"} {
 		if _, err := kbs.New(kbs.Config{Verifier: f.verifier, Store: f.store, PublicURL: bad}); err == nil {
 			t.Errorf("PublicURL %q accepted", bad)
 		}
 	}
-	if _, err := kbs.New(kbs.Config{Store: f.store}); err == nil {
+	if _, err := kbs.New(kbs.Config{Store: f.store, PublicURL: public}); err == nil {
 		t.Error("New without a Verifier")
 	}
-	if _, err := kbs.New(kbs.Config{Verifier: f.verifier}); err == nil {
+	if _, err := kbs.New(kbs.Config{Verifier: f.verifier, PublicURL: public}); err == nil {
 		t.Error("New without a Store")
+	}
+	if _, err := kbs.New(kbs.Config{Verifier: f.verifier, Store: f.store}); err == nil {
+		t.Error("New without a PublicURL: the htu would come from the Host header")
+	}
+}
+
+// TestRelayedProofRefused: a relying party that obtained a token and a proof made for its own
+// URL relays them to the broker with "Host:" set to its own host. The broker checks the proof
+// against its PublicURL, never the Host header, and refuses it; the genuine request passes.
+func TestRelayedProofRefused(t *testing.T) {
+	f := newFixture(t, fixtureOpts{})
+	tok := f.token(t, nil)
+	const evil = "evil.example"
+	r := f.do(t, req{token: tok, host: evil, proofURL: "http://" + evil + "/kbs/v0/resource/" + diskKey})
+	if r.status != 401 || !strings.Contains(string(r.body), "invalid_dpop_proof") {
+		t.Fatalf("relayed token and proof with Host %s: %d %s, want 401 invalid_dpop_proof", evil, r.status, r.body)
+	}
+	if !strings.Contains(f.audit.String(), `"reason":"proof_target_mismatch"`) {
+		t.Fatalf("audit: %s", f.audit.String())
+	}
+	if n := f.store.gets.Load(); n != 0 {
+		t.Fatalf("the store was read %d times for a relayed request", n)
+	}
+	if r := f.do(t, req{token: tok}); r.status != 200 {
+		t.Fatalf("genuine request: %d %s", r.status, r.body)
 	}
 }
 

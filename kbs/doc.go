@@ -13,7 +13,9 @@
 //  2. the token: validated locally by a TokenVerifier (a relyingparty.Verifier: signature,
 //     typ, iss, aud, exp, EAR status floor), and it must carry a cnf key (401);
 //  3. proof of possession: a DPoP proof over the request by the cnf key, unless the resource's
-//     policy rule opts in to bearer tokens (401; a stolen token is useless without the key);
+//     policy rule opts in to bearer tokens (401; a stolen token is useless without the key).
+//     Its htu must be Config.PublicURL followed by the request's escaped path, never a URL
+//     built from the Host header;
 //  4. revocation, through a RevocationChecker (401 when revoked, 503 when it cannot answer);
 //  5. the cnf key must be able to receive a JWE (403);
 //  6. the resource's policy: a CEL expression over the token's claims (403); the default

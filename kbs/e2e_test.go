@@ -72,13 +72,15 @@ func startKBS(t *testing.T, issuerURL, policyYAML string) *liveKBS {
 			t.Fatal(err)
 		}
 	}
-	b, err := kbs.New(kbs.Config{Verifier: v, Store: st, Policy: pol, Revocation: k.revs, Audit: slog.New(slog.NewJSONHandler(k.audit, nil))})
+	srv := httptest.NewUnstartedServer(nil)
+	t.Cleanup(srv.Close)
+	k.url = "http://" + srv.Listener.Addr().String()
+	b, err := kbs.New(kbs.Config{Verifier: v, Store: st, Policy: pol, Revocation: k.revs, Audit: slog.New(slog.NewJSONHandler(k.audit, nil)), PublicURL: k.url})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(b.Handler())
-	t.Cleanup(srv.Close)
-	k.url = srv.URL
+	srv.Config.Handler = b.Handler()
+	srv.Start()
 	return k
 }
 

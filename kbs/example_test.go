@@ -53,7 +53,8 @@ func ExampleBroker_Release() {
 		Issuer: "https://issuer.example", Audience: "kbs", KeySet: relyingparty.NewStaticKeySet(ring.PublicSet()),
 		MinStatus: token.TierWarning, Now: func() time.Time { return now },
 	})
-	b, _ := kbs.New(kbs.Config{Verifier: v, Store: store, Audit: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }})
+	b, _ := kbs.New(kbs.Config{Verifier: v, Store: store, Audit: slog.New(slog.DiscardHandler), Now: func() time.Time { return now },
+		PublicURL: "https://kbs.example"})
 
 	// The request, as Handler decodes it: token, DPoP proof by the cnf key, URL.
 	u, _ := url.Parse("https://kbs.example" + api.PathKBSResource + "default/key/disk")

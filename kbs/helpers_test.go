@@ -191,9 +191,13 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 			t.Fatal(err)
 		}
 	}
+	// The server's address is known before it starts: the broker's PublicURL is its origin.
+	f.srv = httptest.NewUnstartedServer(nil)
+	t.Cleanup(f.srv.Close)
 	cfg := kbs.Config{
 		Verifier: f.verifier, Store: f.store, Policy: pol, Revocation: f.revs,
 		Audit: slog.New(slog.NewJSONHandler(f.audit, nil)), Now: now,
+		PublicURL: "http://" + f.srv.Listener.Addr().String(),
 	}
 	if o.mod != nil {
 		o.mod(&cfg)
@@ -205,8 +209,8 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	if f.broker, err = kbs.New(cfg); err != nil {
 		t.Fatal(err)
 	}
-	f.srv = httptest.NewServer(f.broker.Handler())
-	t.Cleanup(f.srv.Close)
+	f.srv.Config.Handler = f.broker.Handler()
+	f.srv.Start()
 	return f
 }
 
@@ -272,6 +276,7 @@ type req struct {
 	noProof  bool
 	proofURL string // htu override
 	method   string // GET when empty
+	host     string // Host header override
 }
 
 type resp struct {
@@ -300,6 +305,9 @@ func (f *fixture) do(t testing.TB, r req) resp {
 	}
 	hr.URL.RawPath = "" // send p exactly as written
 	hr.URL.Opaque = "//" + hr.URL.Host + p
+	if r.host != "" {
+		hr.Host = r.host
+	}
 	scheme := r.scheme
 	if scheme == "" {
 		scheme = dpop.Scheme

@@ -21,11 +21,11 @@ const Realm = "passport-kbs"
 //
 // The path is read escaped and never cleaned or decoded: "%2F", "%2e%2e" and every other
 // escape fall outside the resource charset and are refused with 400 before any lookup.
+//
+// The URL a DPoP proof must name is Config.PublicURL followed by the request's escaped path;
+// the request's Host header is never used.
 func (b *Broker) Handler() http.Handler {
-	var base *url.URL
-	if b.cfg.PublicURL != "" {
-		base, _ = url.Parse(strings.TrimRight(b.cfg.PublicURL, "/")) // checked by New
-	}
+	base := b.public
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.EscapedPath()
 		switch {
@@ -63,22 +63,13 @@ func (b *Broker) serveResource(w http.ResponseWriter, r *http.Request, name stri
 	_, _ = w.Write([]byte(rel.JWE))
 }
 
-// requestURL is the absolute URL the client addressed, for the DPoP htu check.
+// requestURL is the absolute URL the client addressed, for the DPoP htu check: the broker's
+// public base URL and the request's escaped path (a request to /a%2Fb is not one to /a/b).
 func requestURL(r *http.Request, base *url.URL) *url.URL {
-	if base != nil {
-		u := *base
-		u.Path = base.Path + r.URL.Path
-		u.RawPath = ""
-		if r.URL.RawPath != "" {
-			u.RawPath = base.EscapedPath() + r.URL.RawPath
-		}
-		return &u
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return &url.URL{Scheme: scheme, Host: r.Host, Path: r.URL.Path, RawPath: r.URL.RawPath}
+	u := *base
+	u.Path = base.Path + r.URL.Path
+	u.RawPath = base.EscapedPath() + r.URL.EscapedPath()
+	return &u
 }
 
 // WriteRefusal renders a Release error: its status, challenges and a JSON body with the

@@ -275,8 +275,11 @@ type claimsBox struct{ claims *token.Claims }
 // RoundTrip presents our token, sends req and checks the server's token in the response.
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	own, err := t.p.cfg.Token()
-	if err != nil || own == "" {
+	switch {
+	case err != nil:
 		return nil, fmt.Errorf("%w: %w", ErrNoToken, err)
+	case own == "": // no error to wrap: "%w" of a nil error would print %!w(<nil>)
+		return nil, fmt.Errorf("%w: the token source returned an empty token", ErrNoToken)
 	}
 	box := &claimsBox{}
 	r := req.Clone(context.WithValue(req.Context(), serverClaimsKey{}, box))

@@ -12,6 +12,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -174,8 +175,17 @@ func TestServerRefusesUnattestedClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := get(t, np.Transport(nil), srv); !errors.Is(err, peer.ErrNoToken) {
+	if _, _, err := get(t, np.Transport(nil), srv); !errors.Is(err, peer.ErrNoToken) || !strings.Contains(err.Error(), "not attested") {
 		t.Fatalf("no token: %v", err)
+	}
+	// An empty token without an error: refused too, with a readable message.
+	empty, err := peer.New(peer.Config{Key: kc, Verifier: w.v, Token: func() (string, error) { return "", nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = get(t, empty.Transport(nil), srv)
+	if !errors.Is(err, peer.ErrNoToken) || strings.Contains(err.Error(), "%!") {
+		t.Fatalf("empty token: %v", err)
 	}
 	// A plain TLS client with a certificate but no token is refused by the server.
 	cfg := np.ClientTLS()

@@ -66,11 +66,13 @@ func (e *IssuerError) Error() string {
 //     repeats the request with the evidence in api.HeaderEvidence and a DPoP proof signed by
 //     the evidence's cnf key over the request (no ath) — or over TLS with a client
 //     certificate for that key (attester.EvidenceTransport does this);
-//  3. Middleware checks the proof, forwards the evidence to the issuer's POST /v1/appraise
-//     naming the Verifier's audience, verifies the returned attestation result with the
-//     Verifier (signature, iss, aud, exp, status, claim requirements), requires its eat_nonce
-//     to be the evidence's nonce and its cnf to be the evidence's key, and serves the request
-//     with the result's claims. The result is not cached and not returned to the attester.
+//  3. Middleware checks the proof against its own public URL (WithExternalURL, required),
+//     forwards the evidence to the issuer's POST /v1/appraise naming the Verifier's
+//     audience, verifies the returned attestation result with the Verifier (signature, iss,
+//     aud, exp, status, claim requirements), requires its eat_nonce to be the evidence's
+//     nonce and its cnf to be the evidence's key, only then remembers the proof's jti, and
+//     serves the request with the result's claims. The result is not cached and not returned
+//     to the attester.
 type BackgroundCheck struct {
 	// IssuerURL is the issuer's base URL (no trailing slash); the challenge and appraisal
 	// endpoints are api.PathChallenge and api.PathAppraise under it.
@@ -80,13 +82,16 @@ type BackgroundCheck struct {
 }
 
 // WithBackgroundCheck makes a request without a token fall back to the background check with
-// bc instead of being refused.
+// bc instead of being refused. The middleware must also have WithExternalURL, the URL the
+// evidence's DPoP proof must name; without it every request is refused with 500 (fail closed,
+// ErrNoExternalURL).
 func WithBackgroundCheck(bc *BackgroundCheck) MiddlewareOption {
 	return func(m *middleware) { m.bg = bc }
 }
 
 // RequireFreshEvidence makes the route demand fresh evidence on every request, checked with
-// bc: tokens are not accepted, however valid.
+// bc: tokens are not accepted, however valid. Like WithBackgroundCheck, it needs
+// WithExternalURL.
 func RequireFreshEvidence(bc *BackgroundCheck) MiddlewareOption {
 	return func(m *middleware) { m.bg, m.fresh = bc, true }
 }
@@ -109,8 +114,9 @@ func (m *middleware) serveEvidence(w http.ResponseWriter, r *http.Request, next 
 		m.onError(w, r, err)
 		return
 	}
-	if err := m.evidencePoP(r, ev); err != nil {
-		m.onError(w, r, err)
+	proof, err := m.evidencePoP(r, ev)
+	if err != nil {
+		m.fail(w, r, err)
 		return
 	}
 	res, err := m.bg.appraise(r.Context(), ev, m.v.expect.Audience)
@@ -136,6 +142,12 @@ func (m *middleware) serveEvidence(w http.ResponseWriter, r *http.Request, next 
 	}
 	if SameKey(ev.CNF.Key, cnfKey(c)) != nil {
 		m.onError(w, r, fmt.Errorf("%w: cnf", ErrResultMismatch))
+		return
+	}
+	// The issuer vouched for the evidence's key: only now may its proof take room in the
+	// replay cache.
+	if err := m.rememberProof(proof); err != nil {
+		m.onError(w, r, err)
 		return
 	}
 	ctx := context.WithValue(r.Context(), ctxKey{}, ctxVal{claims: c, raw: res.Result})
@@ -198,20 +210,50 @@ func parseEvidence(vals []string) (*api.AttestRequest, error) {
 
 // evidencePoP requires the presenter to hold the evidence's cnf key: a TLS client certificate
 // for it, or a DPoP proof by it over this request. Without this, a party that relays another
-// relying party's challenge to the attester could present the attester's evidence here.
-func (m *middleware) evidencePoP(r *http.Request, ev *api.AttestRequest) error {
+// relying party's challenge to the attester could present the attester's evidence here. The
+// proof must name this relying party's configured URL (WithExternalURL), never one built from
+// the request's Host header: a relaying party sets that to its own host.
+//
+// A DPoP proof is returned checked but NOT remembered: the evidence, and so the key the proof
+// is checked against, is the request's own and is not authenticated yet. Remembering its jti
+// now would let anyone fill the replay cache (shared, through WithDPoPVerifier, with the token
+// routes) with proofs by throw-away keys. serveEvidence remembers it once the issuer's result
+// has authenticated the key (rememberProof). Replay stays refused meanwhile: the evidence
+// quotes the issuer's nonce, which the issuer consumes atomically when it appraises it, so a
+// replayed evidence+proof never yields a second result (the relying party answers a new
+// challenge); a proof is worthless without evidence for its key, which takes a trusted TPM's
+// quote over a fresh nonce; and the jti of a proof whose evidence was accepted is remembered,
+// so the same proof is refused outright afterwards.
+func (m *middleware) evidencePoP(r *http.Request, ev *api.AttestRequest) (*dpop.Proof, error) {
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && SameKey(r.TLS.PeerCertificates[0].PublicKey, ev.CNF) == nil {
-		return nil
+		return nil, nil
 	}
 	proofs := r.Header.Values(dpop.HeaderName)
 	switch len(proofs) {
 	case 0:
-		return fmt.Errorf("%w: %w", ErrDPoPProof, dpop.ErrMissing)
+		return nil, fmt.Errorf("%w: %w", ErrDPoPProof, dpop.ErrMissing)
 	case 1:
 	default:
-		return fmt.Errorf("%w: more than one DPoP header", ErrDPoPProof)
+		return nil, fmt.Errorf("%w: more than one DPoP header", ErrDPoPProof)
 	}
-	if _, err := m.dpop.Verify(proofs[0], r.Method, m.requestURL(r), "", ev.CNF); err != nil {
+	target, err := m.requestURL(r)
+	if err != nil {
+		return nil, err
+	}
+	p, err := m.dpop.Check(proofs[0], r.Method, target, "", ev.CNF)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrDPoPProof, err)
+	}
+	return p, nil
+}
+
+// rememberProof records the jti of an evidence's proof (nil: mTLS, nothing to record) once the
+// evidence is authenticated.
+func (m *middleware) rememberProof(p *dpop.Proof) error {
+	if p == nil {
+		return nil
+	}
+	if err := m.dpop.Remember(p); err != nil {
 		return fmt.Errorf("%w: %w", ErrDPoPProof, err)
 	}
 	return nil

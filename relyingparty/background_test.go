@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -79,13 +80,14 @@ func newBGWorld(t *testing.T) *bgWorld {
 	w.v = v
 	w.bc = &BackgroundCheck{IssuerURL: w.issuer.URL}
 	w.protects = func(opts ...MiddlewareOption) *httptest.Server {
-		srv := httptest.NewServer(Middleware(v, opts...)(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-			c, _ := ClaimsFromContext(r.Context())
-			w.seen.Store(c)
-			io.WriteString(rw, "ok")
-		})))
-		t.Cleanup(srv.Close)
-		return srv
+		return newServer(t, func(origin *url.URL) http.Handler {
+			opts := append([]MiddlewareOption{WithExternalURL(origin)}, opts...)
+			return Middleware(v, opts...)(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+				c, _ := ClaimsFromContext(r.Context())
+				w.seen.Store(c)
+				io.WriteString(rw, "ok")
+			}))
+		})
 	}
 	return w
 }
@@ -256,8 +258,9 @@ func TestBackgroundCheckRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rp2 := httptest.NewServer(Middleware(v2, WithBackgroundCheck(&BackgroundCheck{IssuerURL: distrust.URL}))(http.NotFoundHandler()))
-	defer rp2.Close()
+	rp2 := newServer(t, func(origin *url.URL) http.Handler {
+		return Middleware(v2, WithBackgroundCheck(&BackgroundCheck{IssuerURL: distrust.URL}), WithExternalURL(origin))(http.NotFoundHandler())
+	})
 	resp, err = w.evidenceClient(&recorder{}).Get(rp2.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -270,8 +273,9 @@ func TestBackgroundCheckRefusals(t *testing.T) {
 	}
 
 	// No issuer at all: 503, no challenge.
-	rp3 := httptest.NewServer(Middleware(w.v, WithBackgroundCheck(&BackgroundCheck{IssuerURL: "http://127.0.0.1:1"}))(http.NotFoundHandler()))
-	defer rp3.Close()
+	rp3 := newServer(t, func(origin *url.URL) http.Handler {
+		return Middleware(w.v, WithBackgroundCheck(&BackgroundCheck{IssuerURL: "http://127.0.0.1:1"}), WithExternalURL(origin))(http.NotFoundHandler())
+	})
 	resp, err = http.Get(rp3.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -337,7 +341,7 @@ func TestBackgroundResultMismatch(t *testing.T) {
 	}))
 	defer fake.Close()
 	var called bool
-	h := Middleware(v, WithBackgroundCheck(&BackgroundCheck{IssuerURL: fake.URL}))(okHandler(t, &called))
+	h := Middleware(v, WithBackgroundCheck(&BackgroundCheck{IssuerURL: fake.URL}), WithExternalURL(rpOrigin))(okHandler(t, &called))
 	evidence := func() string {
 		b, _ := json.Marshal(api.AttestRequest{Nonce: nonce[:], Attestation: []byte{1}, CNF: &jose.JSONWebKey{Key: &owner.PublicKey}})
 		return base64.RawURLEncoding.EncodeToString(b)

@@ -70,7 +70,7 @@ func BenchmarkSideBySide(b *testing.B) {
 
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	bearerMW := Middleware(cached)(ok)
-	dpopMW := Middleware(cached, RequirePoP(PoPDPoP))(ok)
+	dpopMW := Middleware(cached, RequirePoP(PoPDPoP), WithExternalURL(rpOrigin), WithDPoPVerifier(benchDPoP(f.clk)))(ok)
 	const target = "http://rp.example/resource"
 	tu, _ := url.Parse(target)
 	bearerReq := httptest.NewRequest(http.MethodGet, target, nil)

@@ -181,7 +181,7 @@ func BenchmarkMiddleware(b *testing.B) {
 	b.Run("dpop-cached", func(b *testing.B) {
 		// DPoP-required route, token cached: the per-request cost is the proof's check.
 		v := newTestVerifier(b, f.iss, f.clk, nil)
-		h := Middleware(v, RequirePoP(PoPDPoP))(handler)
+		h := Middleware(v, RequirePoP(PoPDPoP), WithExternalURL(rpOrigin), WithDPoPVerifier(benchDPoP(f.clk)))(handler)
 		const target = "http://rp.example/resource"
 		u, _ := url.Parse(target)
 		b.ReportAllocs()
@@ -206,8 +206,9 @@ func BenchmarkMiddleware(b *testing.B) {
 	b.Run("server-dpop", func(b *testing.B) {
 		// Over loopback HTTP, client included: a fresh proof signed per request.
 		v := newTestVerifier(b, f.iss, f.clk, nil)
-		srv := httptest.NewServer(Middleware(v, RequirePoP(PoPDPoP))(handler))
-		defer srv.Close()
+		srv := newServer(b, func(origin *url.URL) http.Handler {
+			return Middleware(v, RequirePoP(PoPDPoP), WithExternalURL(origin), WithDPoPVerifier(benchDPoP(f.clk)))(handler)
+		})
 		client := srv.Client()
 		u, _ := url.Parse(srv.URL + "/resource")
 		b.ReportAllocs()
@@ -250,4 +251,10 @@ func BenchmarkMiddleware(b *testing.B) {
 			}
 		}
 	})
+}
+
+// benchDPoP is a proof verifier for benchmarks: the clock is fixed, so every proof's jti stays
+// in the replay cache for the whole run, all by one key.
+func benchDPoP(clk *clock) *dpop.Verifier {
+	return &dpop.Verifier{Now: clk.Now, MaxReplayEntries: 1 << 24, MaxEntriesPerKey: 1 << 24}
 }

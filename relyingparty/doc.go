@@ -31,7 +31,9 @@
 // to the handler (ClaimsFromContext, TokenFromContext). Per route it can require proof of
 // possession of the token's cnf key (RequirePoP): a DPoP proof (RFC 9449, "Authorization:
 // DPoP") or a TLS client certificate for that key; a stolen token is then useless. The token's
-// verification stays cached; the proof is checked on every request.
+// verification stays cached; the proof is checked on every request, against the service's
+// configured public URL (WithExternalURL, required for DPoP: the request's Host header is never
+// trusted).
 //
 // Without a token, Middleware can fall back to the background-check model (RFC 9334 section
 // 5.2; WithBackgroundCheck, RequireFreshEvidence): it answers with an issuer nonce, and the

@@ -37,7 +37,9 @@ func ExampleRequirePoP() {
 		Issuer: "https://issuer.example", Audience: "https://rp.example",
 		KeySet: relyingparty.NewStaticKeySet(ring.PublicSet()), Now: func() time.Time { return now },
 	})
-	h := relyingparty.Middleware(v, relyingparty.RequirePoP(relyingparty.PoPDPoP))(
+	// The relying party's own public URL: proofs must name it (never the request's Host).
+	origin, _ := url.Parse("https://rp.example")
+	h := relyingparty.Middleware(v, relyingparty.RequirePoP(relyingparty.PoPDPoP), relyingparty.WithExternalURL(origin))(
 		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "secret") }))
 
 	const target = "https://rp.example/resource"

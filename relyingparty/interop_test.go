@@ -6,7 +6,7 @@ import (
 	"crypto"
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
+	"net/url"
 	"os/exec"
 	"strings"
 	"testing"
@@ -186,8 +186,9 @@ func TestDPoPTransportEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var called bool
-	rp := httptest.NewServer(Middleware(v, RequirePoP(PoPDPoP))(okHandler(t, &called)))
-	defer rp.Close()
+	rp := newServer(t, func(origin *url.URL) http.Handler {
+		return Middleware(v, RequirePoP(PoPDPoP), WithExternalURL(origin))(okHandler(t, &called))
+	})
 	get := func(rt http.RoundTripper) (int, string) {
 		resp, err := (&http.Client{Transport: rt}).Get(rp.URL + "/resource?x=1")
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -51,9 +52,13 @@ type middleware struct {
 
 	pop      PoP              // proof-of-possession policy (pop.go)
 	dpop     *dpop.Verifier   // DPoP proofs and their replay cache
-	external *url.URL         // public base URL for htu, nil: from the request
+	external *url.URL         // public base URL for htu (origin.go), nil: none, DPoP fails closed
 	bg       *BackgroundCheck // background-check fallback (background.go), nil: none
 	fresh    bool             // the route demands fresh evidence
+
+	externalErr error        // an invalid WithExternalURL
+	confErr     error        // set by checkConfig: every request fails closed with it
+	log         *slog.Logger // misconfigurations (origin.go)
 }
 
 // Middleware returns HTTP middleware that verifies the request's token with v and calls next
@@ -68,6 +73,10 @@ type middleware struct {
 // error="insufficient_scope" when it is valid but its EAR status or claim requirements fall
 // short, 400 invalid_request for a malformed Authorization header, and 503 when the issuer's
 // keys could never be fetched. Tokens are never logged or echoed.
+//
+// Routes that check DPoP proofs or background-check evidence need WithExternalURL: without it
+// (or with an invalid one) they answer 500 "server_error" (ErrNoExternalURL, ErrConfig) and log
+// the misconfiguration, at construction and on every refused request.
 func Middleware(v *Verifier, opts ...MiddlewareOption) func(http.Handler) http.Handler {
 	m := &middleware{v: v, realm: DefaultRealm}
 	for _, o := range opts {
@@ -76,6 +85,10 @@ func Middleware(v *Verifier, opts ...MiddlewareOption) func(http.Handler) http.H
 	if m.onError == nil {
 		m.onError = m.writeError
 	}
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	m.confErr = m.checkConfig()
 	if m.dpop == nil {
 		m.dpop = &dpop.Verifier{Now: v.now}
 	}
@@ -140,7 +153,7 @@ func WriteError(w http.ResponseWriter, realm string, err error) {
 func writeChallenge(w http.ResponseWriter, scheme, realm, algs string, err error) {
 	status, code, desc := classify(err)
 	h := w.Header()
-	if status != http.StatusServiceUnavailable {
+	if status != http.StatusServiceUnavailable && status != http.StatusInternalServerError {
 		challenge := scheme + ` realm="` + quoteEscape(realm) + `"`
 		if code != "" {
 			challenge += `, error="` + code + `", error_description="` + desc + `"`

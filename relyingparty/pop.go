@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/go-jose/go-jose/v4"
@@ -76,27 +75,11 @@ func RequirePoP(p PoP) MiddlewareOption { return func(m *middleware) { m.pop = p
 // WithDPoPVerifier sets the DPoP proof verifier: its proof window (iat) and its jti replay
 // cache. Default: a fresh dpop.Verifier per Middleware, on the Verifier's clock. Share one
 // between the middlewares of a service so that a proof is accepted once across all routes.
+// Sharing it with a background-check route is safe: that route remembers a proof's jti only
+// once the issuer has authenticated the evidence's key (see dpop.Verifier.Check), so
+// anonymous evidence cannot fill the cache that token routes use.
 func WithDPoPVerifier(dv *dpop.Verifier) MiddlewareOption {
 	return func(m *middleware) { m.dpop = dv }
-}
-
-// WithExternalURL sets the public base URL of the service as clients address it, e.g.
-// https://api.example.com or https://example.com/api behind a reverse proxy or TLS terminator.
-// A DPoP proof's htu (RFC 9449 section 4.3 step 9) is then compared with base's scheme and
-// host followed by base's path and the request's path. Without it, the URL is derived from the
-// request: https when it came over TLS, otherwise http, and the Host header. Forwarded and
-// X-Forwarded-* headers are never trusted: anyone can set them.
-func WithExternalURL(base *url.URL) MiddlewareOption {
-	return func(m *middleware) {
-		if base == nil {
-			m.external = nil
-			return
-		}
-		b := *base
-		b.Path = strings.TrimSuffix(b.Path, "/")
-		b.RawPath, b.RawQuery, b.Fragment = "", "", ""
-		m.external = &b
-	}
 }
 
 // presentation is how a request carries its token.
@@ -175,24 +158,14 @@ func (m *middleware) checkDPoP(r *http.Request, raw string, c *token.Claims) err
 	default:
 		return fmt.Errorf("%w: more than one DPoP header", ErrDPoPProof)
 	}
-	if _, err := m.dpop.Verify(proofs[0], r.Method, m.requestURL(r), raw, cnf); err != nil {
+	target, err := m.requestURL(r)
+	if err != nil {
+		return err
+	}
+	if _, err := m.dpop.Verify(proofs[0], r.Method, target, raw, cnf); err != nil {
 		return fmt.Errorf("%w: %w", ErrDPoPProof, err)
 	}
 	return nil
-}
-
-// requestURL is the URL the client addressed, as htu names it (RFC 9449 section 4.2).
-func (m *middleware) requestURL(r *http.Request) *url.URL {
-	if m.external != nil {
-		u := *m.external
-		u.Path += r.URL.Path
-		return &u
-	}
-	u := &url.URL{Scheme: "http", Host: r.Host, Path: r.URL.Path}
-	if r.TLS != nil {
-		u.Scheme = "https"
-	}
-	return u
 }
 
 // checkMTLS compares the TLS client certificate's public key with the token's cnf key by RFC
@@ -253,6 +226,8 @@ var dpopAlgs = func() string {
 func classifyPoP(err error) (status int, code, desc string, ok bool) {
 	const unauth = http.StatusUnauthorized
 	switch {
+	case errors.Is(err, ErrConfig): // ErrNoExternalURL, a bad WithExternalURL: fail closed
+		return http.StatusInternalServerError, "server_error", "relying party misconfigured", true
 	case errors.Is(err, ErrDPoPProof):
 		desc := "invalid DPoP proof"
 		for _, d := range []struct {
@@ -266,6 +241,7 @@ func classifyPoP(err error) (status int, code, desc string, ok bool) {
 			{dpop.ErrTarget, "DPoP proof htm or htu does not match the request"},
 			{dpop.ErrBinding, "DPoP proof ath does not match the token"},
 			{dpop.ErrTooLarge, "DPoP proof too large"},
+			{dpop.ErrCacheFull, "DPoP replay cache full, retry later"},
 		} {
 			if errors.Is(err, d.err) {
 				desc = d.desc

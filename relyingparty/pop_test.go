@@ -98,7 +98,7 @@ func TestDPoPRequired(t *testing.T) {
 	iss := newSigner(t)
 	v := newTestVerifier(t, iss, clk, nil)
 	var called bool
-	h := Middleware(v, RequirePoP(PoPDPoP))(okHandler(t, &called))
+	h := Middleware(v, RequirePoP(PoPDPoP), WithExternalURL(rpOrigin))(okHandler(t, &called))
 	owner, thief := newKey(t), newKey(t)
 	tok := boundToken(t, iss, clk.Now(), owner)
 	unbound := boundToken(t, iss, clk.Now(), nil)
@@ -190,7 +190,7 @@ func TestDPoPOnBearerRoute(t *testing.T) {
 	iss := newSigner(t)
 	v := newTestVerifier(t, iss, clk, nil)
 	var called bool
-	h := Middleware(v)(okHandler(t, &called))
+	h := Middleware(v, WithExternalURL(rpOrigin))(okHandler(t, &called))
 	owner, thief := newKey(t), newKey(t)
 	tok := boundToken(t, iss, clk.Now(), owner)
 	const target = "http://rp.example/resource"
@@ -224,7 +224,7 @@ func TestDPoPCachedToken(t *testing.T) {
 	iss := newSigner(t)
 	v, ks := newCountingVerifier(t, iss, clk, 0)
 	var called bool
-	h := Middleware(v, RequirePoP(PoPDPoP))(okHandler(t, &called))
+	h := Middleware(v, RequirePoP(PoPDPoP), WithExternalURL(rpOrigin))(okHandler(t, &called))
 	owner, thief := newKey(t), newKey(t)
 	tok := boundToken(t, iss, clk.Now(), owner)
 	const target = "http://rp.example/resource"
@@ -254,8 +254,8 @@ func TestDPoPSharedReplayCache(t *testing.T) {
 	v := newTestVerifier(t, iss, clk, nil)
 	shared := &dpop.Verifier{Now: clk.Now}
 	var called bool
-	a := Middleware(v, RequirePoP(PoPDPoP), WithDPoPVerifier(shared))(okHandler(t, &called))
-	b := Middleware(v, RequirePoP(PoPDPoP), WithDPoPVerifier(shared))(okHandler(t, &called))
+	a := Middleware(v, RequirePoP(PoPDPoP), WithDPoPVerifier(shared), WithExternalURL(rpOrigin))(okHandler(t, &called))
+	b := Middleware(v, RequirePoP(PoPDPoP), WithDPoPVerifier(shared), WithExternalURL(rpOrigin))(okHandler(t, &called))
 	owner := newKey(t)
 	tok := boundToken(t, iss, clk.Now(), owner)
 	const target = "http://rp.example/resource"
@@ -272,7 +272,8 @@ func TestDPoPSharedReplayCache(t *testing.T) {
 }
 
 // TestDPoPExternalURL: behind a proxy the proof names the public URL; WithExternalURL makes it
-// match, and forwarded headers never do.
+// match, and forwarded headers never do: a middleware configured with its internal URL refuses
+// the proof, and one without any URL fails closed.
 func TestDPoPExternalURL(t *testing.T) {
 	clk := newClock()
 	iss := newSigner(t)
@@ -282,7 +283,9 @@ func TestDPoPExternalURL(t *testing.T) {
 	public, _ := url.Parse("https://api.example.com/base/")
 	var called bool
 	behind := Middleware(v, RequirePoP(PoPDPoP), WithExternalURL(public))(okHandler(t, &called))
-	direct := Middleware(v, RequirePoP(PoPDPoP))(okHandler(t, &called))
+	internal, _ := url.Parse("http://10.0.0.7:8080")
+	direct := Middleware(v, RequirePoP(PoPDPoP), WithExternalURL(internal))(okHandler(t, &called))
+	unset := Middleware(v, RequirePoP(PoPDPoP), WithLogger(discardLogger()))(okHandler(t, &called))
 	req := func(p string) *http.Request {
 		r := httptest.NewRequest(http.MethodGet, "http://10.0.0.7:8080/resource?x=1", nil)
 		r.Header.Set("Authorization", "DPoP "+tok)
@@ -297,6 +300,9 @@ func TestDPoPExternalURL(t *testing.T) {
 	}
 	if got := serveOnce(t, direct, req(proof(t, owner, "GET", "https://api.example.com/base/resource", tok, clk.Now())), &called); got.status != 401 || got.code != "invalid_dpop_proof" {
 		t.Fatalf("forwarded headers were trusted: %+v", got)
+	}
+	if got := serveOnce(t, unset, req(proof(t, owner, "GET", "https://api.example.com/base/resource", tok, clk.Now())), &called); got.status != 500 || got.code != "server_error" || got.called {
+		t.Fatalf("forwarded headers without WithExternalURL: %+v, want 500 server_error", got)
 	}
 	if got := serveOnce(t, behind, req(proof(t, owner, "GET", "http://10.0.0.7:8080/resource", tok, clk.Now())), &called); got.status != 401 {
 		t.Fatalf("internal URL accepted behind the proxy: %+v", got)
@@ -407,7 +413,7 @@ func TestPoPCustomExtractor(t *testing.T) {
 	owner := newKey(t)
 	tok := boundToken(t, iss, clk.Now(), owner)
 	var called bool
-	h := Middleware(v, RequirePoP(PoPDPoP), WithTokenExtractor(func(r *http.Request) (string, error) {
+	h := Middleware(v, RequirePoP(PoPDPoP), WithExternalURL(rpOrigin), WithTokenExtractor(func(r *http.Request) (string, error) {
 		return r.Header.Get("X-Passport"), nil
 	}))(okHandler(t, &called))
 	const target = "http://rp.example/resource"

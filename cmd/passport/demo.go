@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -139,7 +140,12 @@ func runDemo(ctx context.Context, eventLog string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	protected := relyingparty.Middleware(v, relyingparty.RequirePoP(relyingparty.PoPDPoP))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	rpOrigin, err := url.Parse(rpURL) // proofs must name the relying party's own URL
+	if err != nil {
+		rpLn.Close()
+		return err
+	}
+	protected := relyingparty.Middleware(v, relyingparty.RequirePoP(relyingparty.PoPDPoP), relyingparty.WithExternalURL(rpOrigin))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, _ := relyingparty.ClaimsFromContext(r.Context())
 		fmt.Fprintf(w, "hello attester %s…, EAR status %s", c.Subject[:12], c.OverallStatus())
 	}))

@@ -40,12 +40,13 @@ func demoKBS(ctx context.Context, v kbs.TokenVerifier, tok string, key *ecdsa.Pr
 	if err := st.Put(ctx, id, secret); err != nil {
 		return "", err
 	}
-	b, err := kbs.New(kbs.Config{Verifier: v, Store: st, Audit: slog.New(slog.DiscardHandler)})
+	ln, url, err := listen()
 	if err != nil {
 		return "", err
 	}
-	ln, url, err := listen()
+	b, err := kbs.New(kbs.Config{Verifier: v, Store: st, Audit: slog.New(slog.DiscardHandler), PublicURL: url})
 	if err != nil {
+		ln.Close()
 		return "", err
 	}
 	stop := serveOn(ln, b.Handler())

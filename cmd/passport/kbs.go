@@ -42,6 +42,10 @@ policy (--policy; by default: EAR status affirming) must allow it. The secret is
 compact JWE encrypted to the token's cnf key. One JSON audit line per decision goes to
 --audit-log (stderr by default).
 
+A DPoP proof must name the broker's public URL: --public-url, by default http://ADDR from
+--addr (never the request's Host header). Behind a proxy or TLS terminator, or with --addr on
+every interface, set --public-url to the URL clients use.
+
 Secrets come from --secrets DIR (files DIR/repository/type/tag) or from --redis, encrypted
 there under the key-encryption key in --kek. With --admin-addr, an authenticated admin API
 (PUT/DELETE /admin/v1/resource/...) listens there; "passport kbs put" calls it.`,
@@ -59,7 +63,7 @@ there under the key-encryption key in --kek. With --admin-addr, an authenticated
 	fl.StringVar(&f.jwksFile, "jwks", "", "JWKS file of the issuer's keys (offline); discovered from --issuer when empty")
 	fl.StringVar(&f.statusList, "status-list", "", "with --jwks: Status List Token file (GET /v1/status-list/{id}) for revocation checks")
 	fl.DurationVar(&f.statusMaxAge, "status-max-age", relyingparty.DefaultStatusMaxStaleness, "how long after its issue a status list may still be used when the issuer cannot be reached")
-	fl.StringVar(&f.publicURL, "public-url", "", "external base URL of the broker, for DPoP htu checks behind a proxy (default: the request's)")
+	fl.StringVar(&f.publicURL, "public-url", "", "external base URL of the broker, which DPoP proofs must name (default http://ADDR from --addr; required when --addr has no specific host)")
 	fl.StringVar(&f.auditLog, "audit-log", "", "file the JSON audit lines are appended to (stderr when empty)")
 	fl.StringVar(&f.redisURL, "redis", "", "Redis URL (redis://host:port/db) holding the secrets, encrypted under --kek")
 	fl.StringVar(&f.redisPrefix, "redis-prefix", "passport-kbs", "key prefix of the secrets in Redis")
@@ -166,13 +170,19 @@ func runKBS(ctx context.Context, f kbsFlags) error {
 	if err != nil {
 		return err
 	}
-	b, err := kbs.New(kbs.Config{Verifier: v, Store: store, Policy: pol, Audit: audit, PublicURL: f.publicURL, Revocation: revocation})
+	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		return err
 	}
-
-	ln, err := net.Listen("tcp", f.addr)
+	// kbs serves plain HTTP (a TLS terminator in front sets --public-url https://...).
+	public, err := kbsPublicURL(f.publicURL, f.addr, ln.Addr(), false)
 	if err != nil {
+		ln.Close()
+		return err
+	}
+	b, err := kbs.New(kbs.Config{Verifier: v, Store: store, Policy: pol, Audit: audit, PublicURL: public, Revocation: revocation})
+	if err != nil {
+		ln.Close()
 		return err
 	}
 	servers := []*http.Server{{Handler: b.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}}
@@ -196,7 +206,7 @@ func runKBS(ctx context.Context, f kbsFlags) error {
 		lns = append(lns, aln)
 		log.Info("kbs admin API listening", "addr", aln.Addr().String())
 	}
-	log.Info("kbs listening", "addr", ln.Addr().String(), "issuer", iss, "audience", f.audience)
+	log.Info("kbs listening", "addr", ln.Addr().String(), "public_url", public, "issuer", iss, "audience", f.audience)
 	errc := make(chan error, len(servers))
 	for i, s := range servers {
 		go func() { errc <- s.Serve(lns[i]) }()
@@ -216,6 +226,33 @@ func runKBS(ctx context.Context, f kbsFlags) error {
 		err = nil
 	}
 	return err
+}
+
+// kbsPublicURL is the broker's public base URL, the one DPoP proofs must name: flag
+// (--public-url) when set, else derived from addr (--addr): http://HOST:PORT, https when the
+// listener serves TLS, with the port the listener bound (so HOST:0 works). It is never taken
+// from requests. An --addr without a specific host (":8444", "0.0.0.0:8444", "[::]:8444")
+// names no URL clients could use: --public-url is required then.
+func kbsPublicURL(flag, addr string, bound net.Addr, tlsOn bool) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("--addr %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return "", fmt.Errorf("--addr %q listens on every address: set --public-url to the URL clients address the broker by", addr)
+	}
+	_, port, err := net.SplitHostPort(bound.String())
+	if err != nil {
+		return "", fmt.Errorf("listener address %q: %w", bound, err)
+	}
+	scheme := "http"
+	if tlsOn {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port), nil
 }
 
 // openSecretStore returns the directory store, or the Redis store after a ping.

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -255,5 +256,31 @@ func TestKBSCLIRedis(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(got); !bytes.Equal(b, secret) {
 		t.Fatalf("fetched %q", b)
+	}
+}
+
+// TestKBSPublicURL: the broker's public URL is --public-url, else derived from --addr with the
+// listener's port; an --addr on every interface names no usable URL and is refused.
+func TestKBSPublicURL(t *testing.T) {
+	bound := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 18444}
+	for _, tc := range []struct {
+		flag, addr string
+		tls        bool
+		want       string // "" means an error
+	}{
+		{"", "127.0.0.1:8444", false, "http://127.0.0.1:18444"},
+		{"", "127.0.0.1:0", false, "http://127.0.0.1:18444"},
+		{"", "kbs.internal:8444", true, "https://kbs.internal:18444"},
+		{"", "[::1]:8444", false, "http://[::1]:18444"},
+		{"https://kbs.example", "0.0.0.0:8444", false, "https://kbs.example"},
+		{"", ":8444", false, ""},
+		{"", "0.0.0.0:8444", false, ""},
+		{"", "[::]:8444", false, ""},
+		{"", "no-port", false, ""},
+	} {
+		got, err := kbsPublicURL(tc.flag, tc.addr, bound, tc.tls)
+		if (err != nil) != (tc.want == "") || got != tc.want {
+			t.Errorf("kbsPublicURL(%q, %q, tls %v) = %q, %v; want %q", tc.flag, tc.addr, tc.tls, got, err, tc.want)
+		}
 	}
 }

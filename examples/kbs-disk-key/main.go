@@ -313,18 +313,21 @@ func startKBS(ctx context.Context, issURL, secrets, policyYAML string) (string, 
 	if err != nil {
 		return "", nil, err
 	}
-	b, err := kbs.New(kbs.Config{Verifier: v, Store: st, Policy: pol, Audit: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		st.Close()
-		return "", nil, err
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		st.Close()
 		return "", nil, err
 	}
+	// The broker's public URL, which DPoP proofs must name: its own listener here.
+	public := "http://" + ln.Addr().String()
+	b, err := kbs.New(kbs.Config{Verifier: v, Store: st, Policy: pol, Audit: slog.New(slog.DiscardHandler), PublicURL: public})
+	if err != nil {
+		ln.Close()
+		st.Close()
+		return "", nil, err
+	}
 	stop := serve(ln, b.Handler())
-	return "http://" + ln.Addr().String(), func() { stop(); st.Close() }, nil
+	return public, func() { stop(); st.Close() }, nil
 }
 
 func serve(ln net.Listener, h http.Handler) func() {
