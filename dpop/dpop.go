@@ -113,7 +113,7 @@ func NormalizeURL(u *url.URL) string {
 	host := strings.ToLower(u.Host)
 	if p := u.Port(); (scheme == "http" && p == "80") || (scheme == "https" && p == "443") {
 		host = strings.TrimSuffix(host, ":"+p)
-	} else if strings.HasSuffix(host, ":") {
+	} else {
 		host = strings.TrimSuffix(host, ":")
 	}
 	path := normalizeEscapes(u.EscapedPath())
