@@ -290,10 +290,11 @@ func (k *RemoteKeySet) fetch(ctx context.Context, c *fetchCall, etag string) {
 	k.inflight = nil
 	c.err = res.Err
 	k.mu.Unlock()
-	close(c.done)
+	// The observer runs before waiters wake: a caller of Refresh sees the fetch counted.
 	if k.observer != nil {
 		k.observer(res.FetchResult)
 	}
+	close(c.done)
 }
 
 type fetchOutcome struct {
