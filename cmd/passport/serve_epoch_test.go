@@ -71,8 +71,9 @@ func TestServeDetectsRedisDataLoss(t *testing.T) {
 		if status != http.StatusServiceUnavailable || !strings.Contains(body, `"store":"failed"`) {
 			t.Fatalf("readyz after Redis restarted empty: %d %s, want 503 naming the store", status, body)
 		}
-		if status, body, _ := post(t, srv.url+api.PathChallenge, nil); status != http.StatusServiceUnavailable {
-			t.Fatalf("challenge after Redis restarted empty: %d %s, want 503", status, body)
+		status, body, h := post(t, srv.url+api.PathChallenge, nil)
+		if status != http.StatusServiceUnavailable || h.Get("Retry-After") == "" {
+			t.Fatalf("challenge after Redis restarted empty: %d %s Retry-After %q, want 503 with Retry-After", status, body, h.Get("Retry-After"))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
