@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,10 +30,16 @@ type Checker struct {
 	// Timeout bounds each evaluation (default DefaultTimeout).
 	Timeout time.Duration
 	// Log receives failed checks at warn level (default slog.Default()).
-	Log    *slog.Logger
-	names  []string
-	checks []Check
+	Log      *slog.Logger
+	names    []string
+	checks   []Check
+	draining atomic.Bool
 }
+
+// Drain marks the process as shutting down: from then on Ready reports
+// {"shutdown":"draining"} and false without running the checks, so load balancers stop
+// sending requests while those in flight finish. It cannot be undone.
+func (c *Checker) Drain() { c.draining.Store(true) }
 
 // Add registers a readiness check under name ("store", "signing_key", ...).
 func (c *Checker) Add(name string, check Check) {
@@ -43,6 +50,9 @@ func (c *Checker) Add(name string, check Check) {
 // Ready runs every check concurrently and returns the status of each ("ok" or "failed") and
 // whether all passed.
 func (c *Checker) Ready(ctx context.Context) (map[string]string, bool) {
+	if c.draining.Load() {
+		return map[string]string{"shutdown": "draining"}, false
+	}
 	timeout := c.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout

@@ -103,6 +103,11 @@ func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
 	return nil
 }
 
+// RetryAfterUnavailable is the Retry-After (seconds, RFC 9110 section 10.2.3) of every 503
+// temporarily_unavailable answer: long enough not to hammer a store that is down, short
+// enough that attesters come back soon after it returns.
+const RetryAfterUnavailable = "2"
+
 // writeError renders err; server-side failures (5xx) are logged with their cause, which the
 // response does not carry.
 func (is *Issuer) writeError(w http.ResponseWriter, r *http.Request, err error) {
@@ -113,6 +118,9 @@ func (is *Issuer) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	status, body := StatusOf(err)
 	if status >= 500 {
 		is.cfg.Log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "status", status, "error", err.Error())
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", RetryAfterUnavailable)
 	}
 	writeJSON(w, status, body)
 }

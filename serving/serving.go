@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/passport-attest/passport/config"
@@ -50,11 +51,18 @@ func (s *Server) Scheme() string {
 	return "http"
 }
 
-// Run serves every server until ctx is done or one of them fails, then shuts them all down:
-// listeners close at once, requests in flight have up to grace to complete. It returns the
-// first serving error (nil after a shutdown asked for by ctx), or a shutdown error when the
-// grace period ran out.
+// Run serves every server until ctx is done or one of them fails, then shuts them all down
+// concurrently: every listener closes at once, requests in flight have up to grace to
+// complete. It returns the first serving error (nil after a shutdown asked for by ctx), or a
+// shutdown error when the grace period ran out.
 func Run(ctx context.Context, log *slog.Logger, grace time.Duration, servers ...*Server) error {
+	return RunDraining(ctx, log, grace, nil, servers...)
+}
+
+// RunDraining is Run calling drain (when not nil) as soon as the shutdown starts, before any
+// server stops: pass health.Checker.Drain so /readyz answers 503 on every listener while
+// requests in flight finish.
+func RunDraining(ctx context.Context, log *slog.Logger, grace time.Duration, drain func(), servers ...*Server) error {
 	errc := make(chan error, len(servers))
 	for _, s := range servers {
 		log.Info("listening", "listener", s.Name, "addr", s.Listener.Addr().String(), "scheme", s.Scheme())
@@ -79,11 +87,26 @@ func Run(ctx context.Context, log *slog.Logger, grace time.Duration, servers ...
 	case <-ctx.Done():
 		log.Info("shutting down: finishing requests in flight", "grace", grace.String())
 	}
+	if drain != nil {
+		drain()
+	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	defer cancel()
-	for _, s := range servers {
-		if e := s.HTTP.Shutdown(sctx); e != nil && err == nil {
-			err = fmt.Errorf("%s listener: shutdown: %w", s.Name, e)
+	errs := make([]error, len(servers))
+	var wg sync.WaitGroup
+	for i, s := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if e := s.HTTP.Shutdown(sctx); e != nil {
+				errs[i] = fmt.Errorf("%s listener: shutdown: %w", s.Name, e)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, e := range errs {
+		if e != nil && err == nil {
+			err = e
 		}
 	}
 	return err

@@ -152,7 +152,7 @@ func serve(ctx context.Context, f serveFlags, logOut io.Writer, onReady func(url
 		}
 		onReady(url, addrs)
 	}
-	return serving.Run(ctx, log, f.Server.ShutdownTimeout, servers...)
+	return serving.RunDraining(ctx, log, f.Server.ShutdownTimeout, o.health.Drain, servers...)
 }
 
 // serverTLS returns the TLS configuration of a listener (certificate reloaded when its files
@@ -247,6 +247,14 @@ func openStores(ctx context.Context, f serveFlags, log *slog.Logger) (store.Nonc
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
+	if err := checkPersistence(ctx, client, f.scale.allowVolatile, log); err != nil {
+		client.Close()
+		return nil, nil, nil, nil, err
+	}
 	s := redisstore.New(client, "passport", f.scale.redisOptions()...)
+	if err := armEpoch(ctx, s, log); err != nil {
+		client.Close()
+		return nil, nil, nil, nil, err
+	}
 	return s, s, s, func() { client.Close() }, nil
 }

@@ -51,7 +51,7 @@ func TestServeRefusesEvictingRedis(t *testing.T) {
 
 // TestServeServesWithRedis starts serve on a noeviction Redis and stops it with its context.
 func TestServeServesWithRedis(t *testing.T) {
-	srv := testredis.StartRedis(t)
+	srv := testredis.StartRedis(t, "--appendonly", "yes")
 	f := baseFlags()
 	f.Redis = srv.URL
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)

@@ -58,6 +58,7 @@ func startServe(t *testing.T, args ...string) *running {
 	f := serveFlags{Serve: config.DefaultServe()}
 	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
 	f.RegisterFlags(fs)
+	addScaleFlags(fs, &f.scale)
 	if err := fs.Parse(append([]string{"--addr", "127.0.0.1:0", "--log-level", "debug"}, args...)); err != nil {
 		t.Fatal(err)
 	}
@@ -269,10 +270,10 @@ func TestChallengeRateLimit(t *testing.T) {
 }
 
 // TestReadyzFollowsRedis: /readyz is 503 while the issuer's Redis is down and 200 again once
-// it is back; /healthz stays 200 throughout, challenges fail closed with 503 and the store
-// errors are counted.
+// it is back with its data (AOF); /healthz stays 200 throughout, challenges fail closed with
+// 503 and the store errors are counted.
 func TestReadyzFollowsRedis(t *testing.T) {
-	rs := &redisproc.Server{}
+	rs := &redisproc.Server{Args: []string{"--appendonly", "yes"}}
 	if err := rs.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,9 @@ func (s *Store) PutAK(ctx context.Context, id string, value []byte) error {
 	if len(value) == 0 || len(value) > store.MaxAKRecord {
 		return fmt.Errorf("redisstore: put AK: record is %d bytes, want 1..%d", len(value), store.MaxAKRecord)
 	}
+	if err := s.guard("put AK"); err != nil {
+		return err
+	}
 	if err := s.client.HSet(ctx, s.aksKey(), id, value).Err(); err != nil {
 		return unavailable("put AK", err)
 	}
@@ -29,6 +32,9 @@ func (s *Store) PutAK(ctx context.Context, id string, value []byte) error {
 
 // GetAK implements store.AKStore with HGET.
 func (s *Store) GetAK(ctx context.Context, id string) ([]byte, error) {
+	if err := s.guard("get AK"); err != nil {
+		return nil, err
+	}
 	v, err := s.client.HGet(ctx, s.aksKey(), id).Bytes()
 	switch {
 	case err == nil:
@@ -42,6 +48,9 @@ func (s *Store) GetAK(ctx context.Context, id string) ([]byte, error) {
 
 // DeleteAK implements store.AKStore with HDEL.
 func (s *Store) DeleteAK(ctx context.Context, id string) error {
+	if err := s.guard("delete AK"); err != nil {
+		return err
+	}
 	n, err := s.client.HDel(ctx, s.aksKey(), id).Result()
 	if err != nil {
 		return unavailable("delete AK", err)
@@ -54,6 +63,9 @@ func (s *Store) DeleteAK(ctx context.Context, id string) error {
 
 // ListAKs implements store.AKStore with HGETALL.
 func (s *Store) ListAKs(ctx context.Context) (map[string][]byte, error) {
+	if err := s.guard("list AKs"); err != nil {
+		return nil, err
+	}
 	m, err := s.client.HGetAll(ctx, s.aksKey()).Result()
 	if err != nil {
 		return nil, unavailable("list AKs", err)

@@ -28,6 +28,9 @@ return v + 1
 
 // GetBlob implements store.BlobStore with HMGET.
 func (s *Store) GetBlob(ctx context.Context, name string) ([]byte, uint64, error) {
+	if err := s.guard("get blob"); err != nil {
+		return nil, 0, err
+	}
 	vals, err := s.client.HMGet(ctx, s.blobKey(name), "v", "d").Result()
 	if err != nil {
 		return nil, 0, unavailable("get blob", err)
@@ -46,6 +49,9 @@ func (s *Store) GetBlob(ctx context.Context, name string) ([]byte, uint64, error
 
 // PutBlob implements store.BlobStore with one Lua compare-and-swap.
 func (s *Store) PutBlob(ctx context.Context, name string, data []byte, version uint64) (uint64, error) {
+	if err := s.guard("put blob"); err != nil {
+		return 0, err
+	}
 	if data == nil {
 		data = []byte{}
 	}

@@ -21,6 +21,8 @@
 //	<prefix>:status:{<prefix>/N}:lbl:<hex>      zset likewise, per label (reference value)
 //	<prefix>:status:{<prefix>/N}:clock:<hex>    clock record checked with an allocation
 //	<prefix>:status:revocations                 pub/sub channel: "<list> <index>..."
+//	<prefix>:status:{<prefix>/N}:epoch          string: the epoch marker of shard N (epoch.go)
+//	<prefix>:epoch:{<prefix>:aks}               string: the epoch marker of the AK records' slot
 //	<prefix>:blob:{<name>}                      hash v (version), d (data): BlobStore
 //
 // A subject's entries all go to shard SHA-256(subject) mod shards, so one allocation touches
@@ -75,6 +77,7 @@ type Store struct {
 	client redis.UniversalClient
 	prefix string
 	status statusConfig // status lists, status.go
+	epoch  epochState   // data-loss detection, epoch.go
 }
 
 var (
@@ -115,6 +118,9 @@ func (s *Store) PutNonce(ctx context.Context, nonce, value []byte, ttl time.Dura
 	if ttl <= 0 {
 		return fmt.Errorf("redisstore: put nonce: %w, got %v", errBadTTL, ttl)
 	}
+	if err := s.guard("put nonce"); err != nil {
+		return err
+	}
 	if value == nil {
 		value = []byte{}
 	}
@@ -135,6 +141,9 @@ func (s *Store) PutNonce(ctx context.Context, nonce, value []byte, ttl time.Dura
 // consumed) and an error wrapping store.ErrUnavailable for any Redis or network failure,
 // including ctx being done and a key of the wrong type.
 func (s *Store) ConsumeNonce(ctx context.Context, nonce []byte) ([]byte, error) {
+	if err := s.guard("consume nonce"); err != nil {
+		return nil, err
+	}
 	v, err := s.client.GetDel(ctx, s.key("nonce", nonce)).Bytes()
 	switch {
 	case err == nil:
@@ -184,6 +193,9 @@ return 1
 func (s *Store) AdvanceClock(ctx context.Context, ak string, c store.ClockInfo, ttl time.Duration) error {
 	if ttl <= 0 {
 		return fmt.Errorf("redisstore: advance clock: %w, got %v", errBadTTL, ttl)
+	}
+	if err := s.guard("advance clock"); err != nil {
+		return err
 	}
 	ms := (ttl + time.Millisecond - 1) / time.Millisecond
 	res, err := advanceClockScript.Run(ctx, s.client, []string{s.key("clock", []byte(ak))},

@@ -97,14 +97,17 @@ func digestKey(base, kind, v string) string {
 // allocateScript reserves the next index of a shard and records it, atomically; it also runs
 // the clock check of advanceClockScript first when ARGV[5] is "1". All keys share the shard's
 // hash tag. The list bitmap name depends on the index INCR returns, so the script builds it
-// from ARGV[1] (the shard base): it is in the same slot as every declared key.
+// from ARGV[1] (the shard base): it is in the same slot as every declared key. When ARGV[11]
+// is not empty it is the shard's epoch id (epoch.go), and a marker (KEYS[6]) that is missing
+// or different stops the script before it writes anything.
 //
-// KEYS: next, lexp, id record, subject set, clock record, label sets...
+// KEYS: next, lexp, id record, subject set, clock record, epoch marker, label sets...
 // ARGV: base, list size, now ms, expires ms, clock flag, reset, restart, clock high, clock
-// low, clock ttl ms.
+// low, clock ttl ms, epoch id.
 // Returns {n, index} (n is the shard-local list number), {-1} when the id is live, {-2} on a
-// clock rollback.
+// clock rollback, {-3} when the epoch marker shows a data loss.
 var allocateScript = redis.NewScript(`
+if ARGV[11] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[11] then return {-3} end
 local base, size = ARGV[1], tonumber(ARGV[2])
 local now, exp = tonumber(ARGV[3]), tonumber(ARGV[4])
 local ttl = exp - now
@@ -143,7 +146,7 @@ local function track(k)
   if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
 end
 track(KEYS[4])
-for i = 6, #KEYS do track(KEYS[i]) end
+for i = 7, #KEYS do track(KEYS[i]) end
 if ARGV[5] == '1' then
   redis.call('HSET', KEYS[5], 'r', ARGV[6], 's', ARGV[7], 'h', ARGV[8], 'l', ARGV[9])
   redis.call('PEXPIRE', KEYS[5], ARGV[10])
@@ -160,13 +163,17 @@ func (s *Store) AllocateStatus(ctx context.Context, e store.StatusEntry) (store.
 	if err := e.Check(now); err != nil {
 		return store.StatusRef{}, fmt.Errorf("redisstore: allocate status: %w", err)
 	}
+	if err := s.guard("allocate status"); err != nil {
+		return store.StatusRef{}, err
+	}
 	shard := s.shardOf(e.Subject)
 	base := s.shardBase(shard)
-	keys := make([]string, 5, 5+len(e.Labels))
+	keys := make([]string, 6, 6+len(e.Labels))
 	keys[0], keys[1] = base+"next", base+"lexp"
 	keys[2] = digestKey(base, "id", e.ID)
 	keys[3] = digestKey(base, "sub", e.Subject)
-	args := []any{base, s.status.size, now.UnixMilli(), e.Expires.UnixMilli(), "0", 0, 0, 0, 0, 0}
+	keys[5] = s.epochKey(shard)
+	args := []any{base, s.status.size, now.UnixMilli(), e.Expires.UnixMilli(), "0", 0, 0, 0, 0, 0, s.expected(keys[5])}
 	if e.Clock != nil {
 		keys[4] = digestKey(base, "clock", e.Clock.AK)
 		c := e.Clock.Info
@@ -185,6 +192,8 @@ func (s *Store) AllocateStatus(ctx context.Context, e store.StatusEntry) (store.
 		return store.StatusRef{}, unavailable("allocate status", err)
 	}
 	switch {
+	case len(res) == 1 && res[0] == -3:
+		return store.StatusRef{}, s.markLost("allocate status")
 	case len(res) == 1 && res[0] == -1:
 		return store.StatusRef{}, fmt.Errorf("redisstore: allocate status: %w", store.ErrEntryExists)
 	case len(res) == 1 && res[0] == -2:
@@ -204,8 +213,13 @@ func (s *Store) AllocateStatus(ctx context.Context, e store.StatusEntry) (store.
 // first) is Redis bit offset i - i%8 + 7 - i%8 (Redis counts from the most significant bit),
 // so that GET returns the status list's bytes as they are.
 //
-// ARGV: base, kind, now ms, channel, shard, shards. Returns {n, index, n, index, ...}.
+// When ARGV[7] is not empty it is the shard's epoch id and a missing or different marker
+// (KEYS[3]) stops the script before it writes anything.
+//
+// ARGV: base, kind, now ms, channel, shard, shards, epoch id. Returns {n, index, n, index,
+// ...}, or {-3} when the epoch marker shows a data loss.
 var revokeScript = redis.NewScript(`
+if ARGV[7] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[7] then return {-3} end
 local base, now = ARGV[1], tonumber(ARGV[3])
 local shard, shards = tonumber(ARGV[5]), tonumber(ARGV[6])
 local members
@@ -244,6 +258,9 @@ func (s *Store) RevokeStatus(ctx context.Context, sel store.Selector) ([]store.R
 	if err := sel.Check(); err != nil {
 		return nil, fmt.Errorf("redisstore: revoke status: %w", err)
 	}
+	if err := s.guard("revoke status"); err != nil {
+		return nil, err
+	}
 	shards := make([]uint64, 0, s.status.shards)
 	if sel.Subject != "" {
 		shards = append(shards, s.shardOf(sel.Subject))
@@ -265,10 +282,14 @@ func (s *Store) RevokeStatus(ctx context.Context, sel store.Selector) ([]store.R
 		default:
 			key = digestKey(base, "lbl", sel.Label)
 		}
-		res, err := revokeScript.Run(ctx, s.client, []string{key, base + "lexp"},
-			base, kind, now, s.channel(), shard, s.status.shards).Int64Slice()
+		ek := s.epochKey(shard)
+		res, err := revokeScript.Run(ctx, s.client, []string{key, base + "lexp", ek},
+			base, kind, now, s.channel(), shard, s.status.shards, s.expected(ek)).Int64Slice()
 		if err != nil {
 			return out, unavailable("revoke status", err)
+		}
+		if len(res) == 1 && res[0] == -3 {
+			return out, s.markLost("revoke status")
 		}
 		byList := map[uint64]int{}
 		for i := 0; i+1 < len(res); i += 2 {
@@ -286,16 +307,24 @@ func (s *Store) RevokeStatus(ctx context.Context, sel store.Selector) ([]store.R
 }
 
 // ReadStatusList implements store.StatusStore with one pipelined round trip (GET of the
-// shard's counter and of the list's bitmap, one slot). The bitmap is stored in the status
+// shard's counter, of the list's bitmap and of its epoch marker, one slot). The bitmap is stored in the status
 // list's own bit order (see revokeScript) and padded with zero bytes to the list size.
 func (s *Store) ReadStatusList(ctx context.Context, list uint64) ([]byte, error) {
+	if err := s.guard("read status list"); err != nil {
+		return nil, err
+	}
 	shard, n := list%s.status.shards, list/s.status.shards
 	base := s.shardBase(shard)
 	pipe := s.client.Pipeline()
 	next := pipe.Get(ctx, base+"next")
 	bits := pipe.Get(ctx, base+"list:"+strconv.FormatUint(n, 10))
+	ek := s.epochKey(shard)
+	epoch := pipe.Get(ctx, ek)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, unavailable("read status list", err)
+	}
+	if want := s.expected(ek); want != "" && epoch.Val() != want {
+		return nil, s.markLost("read status list")
 	}
 	c, err := next.Uint64()
 	if err != nil && !errors.Is(err, redis.Nil) {
