@@ -8,7 +8,6 @@ import (
 	"github.com/passport-attest/passport/store"
 )
 
-
 // revokeRoutes registers POST /admin/v1/revoke: body api.RevokeRequest (exactly one of jti,
 // subject, reference_value), answer api.RevokeResponse; 404 for a jti naming no live token,
 // 400 for a bad request, 503 when the store is down.

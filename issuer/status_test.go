@@ -35,7 +35,6 @@ import (
 	"github.com/passport-attest/passport/token"
 )
 
-
 // deleteKeys deletes every key under prefix.
 func deleteKeys(t *testing.T, c redis.UniversalClient, prefix string) {
 	ctx := context.Background()

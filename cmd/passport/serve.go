@@ -247,7 +247,7 @@ func openStores(ctx context.Context, f serveFlags, log *slog.Logger) (store.Nonc
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	if err := checkPersistence(ctx, client, f.scale.allowVolatile, log); err != nil {
+	if err := checkPersistence(ctx, client, f.scale.requirePersistent, log); err != nil {
 		client.Close()
 		return nil, nil, nil, nil, err
 	}

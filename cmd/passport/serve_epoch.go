@@ -16,22 +16,24 @@ import (
 // token and reading a status list compare their shard's marker on every call).
 const epochCheckInterval = 2 * time.Second
 
-// checkPersistence refuses a Redis that keeps its data only in memory, or whose persistence
-// cannot be read, unless allow is set (then it warns): a restart of such a server silently
-// un-revokes tokens.
-func checkPersistence(ctx context.Context, client redis.UniversalClient, allow bool, log *slog.Logger) error {
+// checkPersistence warns loudly about a Redis that keeps its data only in memory, or whose
+// persistence cannot be read (a restart of such a server would silently un-revoke tokens; the
+// run-time epoch check then fails every request closed), and refuses it when require is set
+// (--require-persistent-redis). Warning is the default because the CLI contract runs serve on
+// a Redis without persistence.
+func checkPersistence(ctx context.Context, client redis.UniversalClient, require bool, log *slog.Logger) error {
 	desc, err := redisstore.CheckPersistence(ctx, client)
 	switch {
 	case err == nil:
 		return nil
-	case allow && (errors.Is(err, redisstore.ErrVolatile) || errors.Is(err, redisstore.ErrPersistenceUnknown)):
-		log.Warn("--allow-volatile-redis: Redis may restart empty; the issuer then refuses every request until it is restarted, and revocations made before are lost",
+	case !require && (errors.Is(err, redisstore.ErrVolatile) || errors.Is(err, redisstore.ErrPersistenceUnknown)):
+		log.Warn("Redis has no persistence: if it restarts empty, revocations made before are lost; the issuer then detects the loss and refuses every request until it is restarted. Enable appendonly yes (or save points); --require-persistent-redis refuses to start instead",
 			"persistence", desc)
 		return nil
 	case errors.Is(err, redisstore.ErrVolatile):
-		return fmt.Errorf("%w: a restart would empty it and silently un-revoke tokens; enable `appendonly yes` or pass --allow-volatile-redis", err)
+		return fmt.Errorf("%w: a restart would empty it and silently un-revoke tokens; enable `appendonly yes` (--require-persistent-redis is set)", err)
 	case errors.Is(err, redisstore.ErrPersistenceUnknown):
-		return fmt.Errorf("%w: cannot tell whether Redis persists its data; pass --allow-volatile-redis if it does", err)
+		return fmt.Errorf("%w: cannot tell whether Redis persists its data (--require-persistent-redis is set)", err)
 	}
 	return err
 }

@@ -15,22 +15,24 @@ import (
 )
 
 // TestServeRefusesVolatileRedis: serve reads appendonly and save at start and refuses a Redis
-// without persistence unless --allow-volatile-redis; a Redis with AOF or a save point passes.
+// without persistence with --require-persistent-redis (and only warns without it); a Redis with
+// AOF or a save point passes.
 func TestServeRefusesVolatileRedis(t *testing.T) {
 	srv := testredis.StartRedis(t)
 	f := baseFlags()
 	f.Redis = srv.URL
+	f.scale.requirePersistent = true
 	err := runServe(context.Background(), f)
-	if !errors.Is(err, redisstore.ErrVolatile) || !strings.Contains(err.Error(), "--allow-volatile-redis") {
-		t.Fatalf("serve on a Redis without persistence = %v, want a refusal naming --allow-volatile-redis", err)
+	if !errors.Is(err, redisstore.ErrVolatile) || !strings.Contains(err.Error(), "--require-persistent-redis") {
+		t.Fatalf("serve on a Redis without persistence = %v, want a refusal naming --require-persistent-redis", err)
 	}
 	client, err := openRedis(context.Background(), srv.URL, time.Second, false, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	if err := checkPersistence(context.Background(), client, true, quiet); err != nil {
-		t.Errorf("with --allow-volatile-redis: %v", err)
+	if err := checkPersistence(context.Background(), client, false, quiet); err != nil {
+		t.Errorf("without --require-persistent-redis: %v", err)
 	}
 	for _, args := range [][]string{{"--appendonly", "yes"}, {"--save", "60 1"}} {
 		ok := testredis.StartRedis(t, args...)
@@ -55,12 +57,12 @@ func TestServeDetectsRedisDataLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(rs.Close)
-	srv := startServe(t, "--trust-any-ak", "--redis", rs.URL(), "--redis-timeout", "300ms", "--allow-volatile-redis")
+	srv := startServe(t, "--trust-any-ak", "--redis", rs.URL(), "--redis-timeout", "300ms")
 	if status, body, _ := get(t, srv.url+"/readyz"); status != http.StatusOK {
 		t.Fatalf("readyz before: %d %s", status, body)
 	}
-	if !strings.Contains(srv.logs.String(), "--allow-volatile-redis") {
-		t.Errorf("no warning about --allow-volatile-redis in the log:\n%s", srv.logs)
+	if !strings.Contains(srv.logs.String(), "Redis has no persistence") {
+		t.Errorf("no warning about a Redis without persistence in the log:\n%s", srv.logs)
 	}
 	rs.Stop()
 	if err := rs.Start(); err != nil {

@@ -25,7 +25,7 @@ const keySyncInterval = 30 * time.Second
 // scaleFlags are serve's flags for revocation, key rotation and Redis scale-out.
 type scaleFlags struct {
 	allowEvicting                 bool
-	allowVolatile                 bool
+	requirePersistent             bool
 	statusListSize, statusShards  int
 	statusTTL, statusListValidity time.Duration
 	kek, keyDir                   string
@@ -35,7 +35,7 @@ type scaleFlags struct {
 
 func addScaleFlags(fl *pflag.FlagSet, f *scaleFlags) {
 	fl.BoolVar(&f.allowEvicting, "allow-evicting-redis", false, "run even if Redis's maxmemory-policy may evict keys (evicted revocations silently un-revoke tokens)")
-	fl.BoolVar(&f.allowVolatile, "allow-volatile-redis", false, "run even if Redis has no persistence (appendonly no, no save points): a restart empties it and un-revokes every revoked token")
+	fl.BoolVar(&f.requirePersistent, "require-persistent-redis", false, "refuse to start on a Redis without persistence (appendonly no, no save points), instead of warning: a restart empties it and un-revokes every revoked token")
 	fl.IntVar(&f.statusListSize, "status-list-size", 0, "entries per status list (default 131072); all replicas must agree")
 	fl.IntVar(&f.statusShards, "status-shards", 1, "status list shards in Redis (spread over a Cluster's masters); all replicas must agree")
 	fl.DurationVar(&f.statusTTL, "status-ttl", issuer.DefaultStatusTTL, "ttl of status list tokens: how often relying parties refetch them")

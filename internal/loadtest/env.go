@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -117,11 +116,7 @@ func newEnv(cfg Config, issuerArgs []string, redisArgs []string) (*env, error) {
 		args := append([]string{"serve", "--addr", "127.0.0.1:" + strconv.Itoa(port), "--issuer-url", IssuerURL,
 			"--redis", e.redis.URL(), "--ak-allowlist", e.akFile, "--signing-key", e.keyFile,
 			"--nonce-ttl", "5m", "--log-level", "warn", "--shutdown-timeout", "10s"}, issuerArgs...)
-		if !slices.Contains(redisArgs, "--appendonly") {
-			// Scenarios that never restart Redis run it without persistence; serve refuses
-			// that unless told (a restart would lose revocations).
-			args = append(args, "--allow-volatile-redis")
-		}
+		// Scenarios that never restart Redis run it without persistence: serve warns.
 		p := &issuerProc{bin: cfg.Binary, args: args, port: port}
 		p.log, err = os.Create(filepath.Join(dir, fmt.Sprintf("issuer%d.log", i)))
 		if err != nil {
