@@ -23,7 +23,7 @@ test: pins ## run every test (needs Redis on 127.0.0.1:6379 or PASSPORT_REDIS_UR
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 bench: ## run the benchmarks (ratios against peer libraries are printed per benchmark)
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(GO) test -p 1 -run '^$$' -bench . -benchmem $(PKGS)
 
 lint: ## gofmt, go vet and staticcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
@@ -57,4 +57,4 @@ perf-doc: ## regenerate docs/PERFORMANCE.md from the benchmarks and the load har
 	GO=$(GO) ./scripts/perf-doc.sh
 .PHONY: statusbench
 statusbench: ## revocation benchmarks only: relying-party status check, Redis round trips per attestation
-	$(GO) test -run '^$$' -bench 'StatusCheck|VerifyCachedWithStatus|AttestRedis|AllocateStatus|ReadStatusList' -benchmem ./relyingparty ./issuer ./store/redis
+	$(GO) test -p 1 -run '^$$' -bench 'StatusCheck|VerifyCachedWithStatus|AttestRedis|AllocateStatus|ReadStatusList' -benchmem ./relyingparty ./issuer ./store/redis

@@ -3,10 +3,12 @@ package issuer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/passport-attest/passport/api"
 	"github.com/passport-attest/passport/refvalues"
+	"github.com/passport-attest/passport/store"
 )
 
 // ReferenceValueAdmin is what the admin API needs from the policy to revoke configurations
@@ -69,6 +71,14 @@ func (is *Issuer) handleRevokeRefValue(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	is.cfg.Log.InfoContext(r.Context(), "reference value revoked", "digest", rev.Digest, "reason", rev.Reason, "new", created)
+	// Tokens already issued for evidence carrying the value are revoked too: one command
+	// closes both halves (new evidence refused, live tokens invalid).
+	if is.status.store != nil {
+		if _, err := is.Revoke(r.Context(), store.Selector{Label: rev.Digest}); err != nil {
+			is.writeError(w, r, fmt.Errorf("reference value blocked, but its live tokens could not be revoked: %w", err))
+			return
+		}
+	}
 	res := api.RevokeReferenceValueResponse{Revocation: wireRevocation(rev), Created: created}
 	if p, ok := is.cfg.Policy.(interface{ PolicyID() string }); ok {
 		res.PolicyID = p.PolicyID()

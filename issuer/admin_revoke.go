@@ -22,6 +22,11 @@ func (is *Issuer) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := is.Revoke(r.Context(), store.Selector{ID: req.JTI, Subject: req.Subject, Label: req.ReferenceValue})
+	if err == nil && req.ReferenceValue != "" {
+		// A configuration revocation also refuses new evidence carrying the value, when the
+		// policy manages reference values: one command closes both halves.
+		err = is.blockReferenceValue(r, req.ReferenceValue, "revoked with its tokens (passport revoke --reference-value)")
+	}
 	if errors.Is(err, ErrNotRevocable) {
 		writeJSON(w, http.StatusNotFound, &api.Error{Code: "not_found", Description: err.Error()})
 		return
@@ -32,4 +37,18 @@ func (is *Issuer) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, res)
+}
+
+// blockReferenceValue revokes digest in the policy's reference values, so new evidence carrying
+// it is refused. It does nothing when the policy does not manage reference values.
+func (is *Issuer) blockReferenceValue(r *http.Request, digest, reason string) error {
+	adm, ok := is.cfg.Policy.(ReferenceValueAdmin)
+	if !ok {
+		return nil
+	}
+	if _, _, err := adm.RevokeReferenceValue(r.Context(), digest, reason); err != nil {
+		return err
+	}
+	is.cfg.Log.InfoContext(r.Context(), "reference value revoked", "digest", digest, "reason", reason)
+	return nil
 }

@@ -150,6 +150,11 @@ func TestRevokedReferenceValue(t *testing.T) {
 		t.Fatalf("second revoke: %d %+v", st, rr)
 	}
 
+	// The token issued before the revocation is revoked too (its status list bit).
+	if err := statusOf(t, srv, res.Token); !errors.Is(err, relyingparty.ErrRevoked) {
+		t.Fatalf("token issued before the configuration revocation: status %v, want revoked", err)
+	}
+
 	_, err = c.Attest(ctx, a, "test")
 	st, codeStr := code(t, err)
 	if st != http.StatusForbidden || codeStr != "policy_refused" {
@@ -234,5 +239,50 @@ func TestReferenceValuesUnmanaged(t *testing.T) {
 	}
 	if l, err := srv.Issuer.ListRevokedReferenceValues(context.Background()); err != nil || len(l) != 0 {
 		t.Fatalf("list: %v %v", l, err)
+	}
+}
+
+// statusOf checks tok's status list entry at srv, as a relying party would.
+func statusOf(t *testing.T, srv *testenv.Server, tok string) error {
+	t.Helper()
+	sc, err := relyingparty.NewStatusChecker(relyingparty.StatusConfig{Issuer: srv.URL, KeySet: relyingparty.NewStaticKeySet(srv.Keyring.PublicSet())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc.Check(context.Background(), verifiedClaims(t, srv, tok))
+}
+
+// TestRevokeByReferenceValueBlocksIt: passport revoke --reference-value (POST
+// /admin/v1/revoke) revokes the live tokens whose evidence carried the value AND makes the
+// policy refuse new evidence carrying it.
+func TestRevokeByReferenceValueBlocksIt(t *testing.T) {
+	ctx := context.Background()
+	log := testenv.EventLog(t, testenv.DefaultLog)
+	eng, f := learnedEngine(t, log)
+	a := testenv.AttesterFor(t, log)
+	srv := testenv.Issuer(t, testenv.IssuerOptions{TrustAKs: []crypto.PublicKey{a.AKPublic()}, Policy: eng})
+	auth, err := issuer.NewAdminAuth([]byte(refAdminCredential))
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := httptest.NewServer(srv.Issuer.AdminHandler(auth))
+	defer admin.Close()
+	c := &attester.Client{IssuerURL: srv.URL}
+	kernel := f.ReferenceValues["kernels"][0]
+	res, err := c.Attest(ctx, a, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rr api.RevokeResponse
+	if st := refAdminCall(t, admin.URL, http.MethodPost, api.PathAdminRevoke, api.RevokeRequest{ReferenceValue: kernel}, &rr); st != http.StatusOK || rr.Count != 1 {
+		t.Fatalf("revoke by reference value: %d %+v", st, rr)
+	}
+	if err := statusOf(t, srv, res.Token); !errors.Is(err, relyingparty.ErrRevoked) {
+		t.Fatalf("live token: status %v, want revoked", err)
+	}
+	if _, err := c.Attest(ctx, a, "test"); err == nil {
+		t.Fatal("new evidence carrying the revoked value was accepted")
+	} else if st, codeStr := code(t, err); st != http.StatusForbidden || codeStr != "policy_refused" {
+		t.Fatalf("new evidence: %d %s", st, codeStr)
 	}
 }

@@ -308,7 +308,12 @@ func kbsRevocation(ctx context.Context, f kbsFlags, iss string, ks relyingparty.
 		return kbs.StatusRevocation{Checker: sc}, nil
 	}
 	d, err := relyingparty.Discover(ctx, iss, &http.Client{Timeout: 10 * time.Second})
-	if err == nil && d.RevocationEventsEndpoint != "" {
+	switch {
+	case err != nil:
+		logger().Warn("kbs: cannot discover the issuer's revocation stream; revocations reach the broker through status lists (per their ttl) only", "error", err.Error())
+	case d.RevocationEventsEndpoint == "":
+		logger().Warn("kbs: the issuer publishes no revocation stream; revocations reach the broker through status lists (per their ttl) only")
+	default:
 		go func() { _ = sc.Follow(ctx, d.RevocationEventsEndpoint, v) }()
 	}
 	return kbs.StatusRevocation{Checker: sc}, nil
