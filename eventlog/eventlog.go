@@ -131,9 +131,16 @@ func Parse(raw []byte) (*Log, error) {
 	if len(raw) > MaxSize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(raw), MaxSize)
 	}
-	el, err := tcg.ParseEventLog(raw, tcg.ParseOpts{AllowPadding: true})
+	el, err := tcg.ParseEventLog(raw, tcg.ParseOpts{})
+	padded := false
 	if err != nil {
-		return nil, fmt.Errorf("eventlog: parse: %w", err)
+		// go-eventlog stops at a 0xFFFFFFFF PCR index only when allowed to; whether what
+		// follows is genuine padding is checked below, once the events' sizes are known.
+		var perr error
+		if el, perr = tcg.ParseEventLog(raw, tcg.ParseOpts{AllowPadding: true}); perr != nil {
+			return nil, fmt.Errorf("eventlog: parse: %w", err)
+		}
+		padded = true
 	}
 	l := &Log{CryptoAgile: isCryptoAgile(raw)}
 	seq0 := 0
@@ -163,7 +170,58 @@ func Parse(raw []byte) (*Log, error) {
 		}
 		l.Events[i] = ev
 	}
+	if padded {
+		if err := l.checkPadding(raw); err != nil {
+			return nil, err
+		}
+	}
+	if err := l.checkStructure(); err != nil {
+		return nil, err
+	}
 	return l, nil
+}
+
+// checkPadding accepts a crypto-agile log that go-eventlog parsed only by stopping at a
+// 0xFFFFFFFF PCR index when everything from there on is 0xFF (the unused tail of a firmware
+// log area). The end of the last event is the sum of the events' TCG_PCR_EVENT2 sizes (PFP
+// 10.2.1: PCRIndex, EventType, digest count, an algorithm ID and digest per bank, EventSize,
+// the data) after the Spec ID Event (the 32-byte legacy header and its data); that prefix must
+// parse on its own into the same events. Anything else fails with ErrTrailingData: events
+// hidden after the marker would otherwise be dropped without a word. (A log whose events carry
+// digests of banks other than SHA-1, SHA-256 and SHA-384 cannot be measured this way and is
+// refused too when padded.)
+func (l *Log) checkPadding(raw []byte) error {
+	const specHeader = 32
+	end := len(raw)
+	if l.CryptoAgile && len(raw) >= specHeader {
+		end = specHeader + int(binary.LittleEndian.Uint32(raw[28:32]))
+		for _, e := range l.Events {
+			end += 4 + 4 + 4 + 4 + len(e.Data)
+			for _, d := range e.Digests {
+				end += 2 + len(d)
+			}
+		}
+	}
+	if end >= len(raw) {
+		return fmt.Errorf("%w: the log's events end at byte %d of %d", ErrTrailingData, end, len(raw))
+	}
+	if !allFF(raw[end:]) {
+		return fmt.Errorf("%w: %d bytes after the 0xFFFFFFFF PCR index at byte %d are not all 0xFF (events after it would be dropped)", ErrTrailingData, len(raw)-end, end)
+	}
+	prefix, err := tcg.ParseEventLog(raw[:end], tcg.ParseOpts{})
+	if err != nil || len(prefix.Events(prefix.Algs[0])) != len(l.Events) {
+		return fmt.Errorf("%w: the events before the padding at byte %d do not parse on their own", ErrTrailingData, end)
+	}
+	return nil
+}
+
+func allFF(b []byte) bool {
+	for _, c := range b {
+		if c != 0xff {
+			return false
+		}
+	}
+	return true
 }
 
 // isCryptoAgile reports whether raw starts with a Spec ID Event03: its first event, in the
