@@ -12,6 +12,16 @@
 // Bounds: Parse refuses logs over MaxSize bytes. The parser allocates each event's digests and
 // data only after checking that the input still holds them, so memory stays O(len(log)) and
 // time O(len(log)) per bank, whatever the size fields of a malformed log say.
+//
+// go-eventlog's decoders of event data (UEFI variables, EFI_SIGNATURE_LISTs, image-load device
+// paths; used by its extract package and by go-tpm-tools) allocate what the data's own size
+// fields say, up to gigabytes for an EFI_SIGNATURE_LIST whose SignatureSize is below 16. So
+// Parse also checks every such structure against its event's length and refuses a log with one
+// that does not fit (ErrMalformedEvent, a *MalformedEventError naming the event); the checks
+// are listed at checkEvent in structure.go. Summarise runs on parsed logs only, and package
+// evidence parses every log before go-tpm-tools sees it. Parse accepts bytes after a 0xFFFFFFFF
+// PCR index only when they are all 0xFF padding (ErrTrailingData): go-eventlog would otherwise
+// drop the events after it without a word.
 package eventlog
 
 import (
@@ -123,7 +133,9 @@ var specIDSignature = []byte("Spec ID Event03\x00")
 
 // Parse parses a TCG PC Client event log with go-eventlog's tcg parser. It fails for an empty
 // log, one over MaxSize bytes, and any log the parser refuses (truncated events, sizes past
-// the end, unknown digest algorithms); trailing 0xFF padding after the last event is tolerated.
+// the end, unknown digest algorithms); trailing 0xFF padding after the last event is tolerated,
+// other bytes after a 0xFFFFFFFF PCR index fail with ErrTrailingData. Event data whose size
+// fields do not fit the event fails with a *MalformedEventError (ErrMalformedEvent).
 func Parse(raw []byte) (*Log, error) {
 	if len(raw) == 0 {
 		return nil, ErrEmpty
