@@ -12,6 +12,16 @@
 // Bounds: Parse refuses logs over MaxSize bytes. The parser allocates each event's digests and
 // data only after checking that the input still holds them, so memory stays O(len(log)) and
 // time O(len(log)) per bank, whatever the size fields of a malformed log say.
+//
+// go-eventlog's decoders of event data (UEFI variables, EFI_SIGNATURE_LISTs, image-load device
+// paths; used by its extract package and by go-tpm-tools) allocate what the data's own size
+// fields say, up to gigabytes for an EFI_SIGNATURE_LIST whose SignatureSize is below 16. So
+// Parse also checks every such structure against its event's length and refuses a log with one
+// that does not fit (ErrMalformedEvent, a *MalformedEventError naming the event); the checks
+// are listed at checkEvent in structure.go. Summarise runs on parsed logs only, and package
+// evidence parses every log before go-tpm-tools sees it. Parse accepts bytes after a 0xFFFFFFFF
+// PCR index only when they are all 0xFF padding (ErrTrailingData): go-eventlog would otherwise
+// drop the events after it without a word.
 package eventlog
 
 import (
@@ -123,7 +133,9 @@ var specIDSignature = []byte("Spec ID Event03\x00")
 
 // Parse parses a TCG PC Client event log with go-eventlog's tcg parser. It fails for an empty
 // log, one over MaxSize bytes, and any log the parser refuses (truncated events, sizes past
-// the end, unknown digest algorithms); trailing 0xFF padding after the last event is tolerated.
+// the end, unknown digest algorithms); trailing 0xFF padding after the last event is tolerated,
+// other bytes after a 0xFFFFFFFF PCR index fail with ErrTrailingData. Event data whose size
+// fields do not fit the event fails with a *MalformedEventError (ErrMalformedEvent).
 func Parse(raw []byte) (*Log, error) {
 	if len(raw) == 0 {
 		return nil, ErrEmpty
@@ -131,9 +143,16 @@ func Parse(raw []byte) (*Log, error) {
 	if len(raw) > MaxSize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(raw), MaxSize)
 	}
-	el, err := tcg.ParseEventLog(raw, tcg.ParseOpts{AllowPadding: true})
+	el, err := tcg.ParseEventLog(raw, tcg.ParseOpts{})
+	padded := false
 	if err != nil {
-		return nil, fmt.Errorf("eventlog: parse: %w", err)
+		// go-eventlog stops at a 0xFFFFFFFF PCR index only when allowed to; whether what
+		// follows is genuine padding is checked below, once the events' sizes are known.
+		var perr error
+		if el, perr = tcg.ParseEventLog(raw, tcg.ParseOpts{AllowPadding: true}); perr != nil {
+			return nil, fmt.Errorf("eventlog: parse: %w", err)
+		}
+		padded = true
 	}
 	l := &Log{CryptoAgile: isCryptoAgile(raw)}
 	seq0 := 0
@@ -163,7 +182,58 @@ func Parse(raw []byte) (*Log, error) {
 		}
 		l.Events[i] = ev
 	}
+	if padded {
+		if err := l.checkPadding(raw); err != nil {
+			return nil, err
+		}
+	}
+	if err := l.checkStructure(); err != nil {
+		return nil, err
+	}
 	return l, nil
+}
+
+// checkPadding accepts a crypto-agile log that go-eventlog parsed only by stopping at a
+// 0xFFFFFFFF PCR index when everything from there on is 0xFF (the unused tail of a firmware
+// log area). The end of the last event is the sum of the events' TCG_PCR_EVENT2 sizes (PFP
+// 10.2.1: PCRIndex, EventType, digest count, an algorithm ID and digest per bank, EventSize,
+// the data) after the Spec ID Event (the 32-byte legacy header and its data); that prefix must
+// parse on its own into the same events. Anything else fails with ErrTrailingData: events
+// hidden after the marker would otherwise be dropped without a word. (A log whose events carry
+// digests of banks other than SHA-1, SHA-256 and SHA-384 cannot be measured this way and is
+// refused too when padded.)
+func (l *Log) checkPadding(raw []byte) error {
+	const specHeader = 32
+	end := len(raw)
+	if l.CryptoAgile && len(raw) >= specHeader {
+		end = specHeader + int(binary.LittleEndian.Uint32(raw[28:32]))
+		for _, e := range l.Events {
+			end += 4 + 4 + 4 + 4 + len(e.Data)
+			for _, d := range e.Digests {
+				end += 2 + len(d)
+			}
+		}
+	}
+	if end >= len(raw) {
+		return fmt.Errorf("%w: the log's events end at byte %d of %d", ErrTrailingData, end, len(raw))
+	}
+	if !allFF(raw[end:]) {
+		return fmt.Errorf("%w: %d bytes after the 0xFFFFFFFF PCR index at byte %d are not all 0xFF (events after it would be dropped)", ErrTrailingData, len(raw)-end, end)
+	}
+	prefix, err := tcg.ParseEventLog(raw[:end], tcg.ParseOpts{})
+	if err != nil || len(prefix.Events(prefix.Algs[0])) != len(l.Events) {
+		return fmt.Errorf("%w: the events before the padding at byte %d do not parse on their own", ErrTrailingData, end)
+	}
+	return nil
+}
+
+func allFF(b []byte) bool {
+	for _, c := range b {
+		if c != 0xff {
+			return false
+		}
+	}
+	return true
 }
 
 // isCryptoAgile reports whether raw starts with a Spec ID Event03: its first event, in the

@@ -23,6 +23,18 @@ func FuzzParse(f *testing.F) {
 		logforge.Measure(0, uint32(tcg.EFIHCRTMEvent), []byte("HCRTM"), banks...),
 		logforge.Measure(7, 0x800000E1, []byte("vendor"), eventlog.SHA256),
 	}))
+	// The security review's inputs: a db EFI_SIGNATURE_LIST with SignatureSize 0 (D1) and
+	// events hidden after a 0xFFFFFFFF PCR index (D5).
+	crafted, err := logforge.ZeroSignatureSizeDB(testenv.EventLog(f, "rhel8-uefi.bin"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(crafted)
+	f.Add(logforge.Encode(banks, []logforge.Event{
+		logforge.Measure(0, uint32(tcg.SCRTMVersion), []byte("A"), banks...),
+		logforge.Measure(0xffffffff, uint32(tcg.EFIAction), []byte("marker"), banks...),
+		logforge.Measure(1, uint32(tcg.EFIAction), []byte("B"), banks...),
+	}))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		l, err := eventlog.Parse(raw)
 		if err != nil {

@@ -174,8 +174,12 @@ func secureBoot(events []tcg.Event, b Bank, opts extract.Opts, warn *[]string) *
 			if len(v.VariableData) <= 8 {
 				vr.Value = hex.EncodeToString(v.VariableData)
 			}
-			if certs, hashes, err := v.SignatureData(); err == nil {
-				vr.Certificates, vr.Hashes = len(certs), len(hashes)
+			// Only signature databases are EFI_SIGNATURE_LISTs (and only theirs were walked by
+			// Parse's structural checks).
+			if IsSignatureDatabase(vr.Name) {
+				if certs, hashes, err := v.SignatureData(); err == nil {
+					vr.Certificates, vr.Hashes = len(certs), len(hashes)
+				}
 			}
 			if vr.Name == "SecureBoot" && len(v.VariableData) == 1 {
 				sb.Enabled = v.VariableData[0] == 1

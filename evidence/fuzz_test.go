@@ -43,6 +43,13 @@ func FuzzVerify(f *testing.F) {
 		}
 		f.Add(ev.Bytes())
 	}
+	// The security review's D1 input: a db EFI_SIGNATURE_LIST with SignatureSize 0.
+	crafted, _ := zeroSignatureSizeLog(f)
+	ev, err := ak.AttestFor(nonce, cnf, crafted, forge.Quote{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(ev.Bytes())
 	v, err := evidence.NewVerifier(evidence.Options{AKTrust: evidence.AnyAK{}})
 	if err != nil {
 		f.Fatal(err)
@@ -77,6 +84,12 @@ func FuzzVerifyParts(f *testing.F) {
 		q := ev.Att.Quotes[0]
 		f.Add(ev.Att.AkPub, q.Quote, q.RawSig, ev.Att.EventLog)
 	}
+	crafted, _ := zeroSignatureSizeLog(f)
+	cev, err := ak.AttestFor(nonce, cnf, crafted, forge.Quote{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(cev.Att.AkPub, cev.Att.Quotes[0].Quote, cev.Att.Quotes[0].RawSig, crafted)
 	v, err := evidence.NewVerifier(evidence.Options{AKTrust: evidence.AnyAK{}})
 	if err != nil {
 		f.Fatal(err)

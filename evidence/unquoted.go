@@ -37,11 +37,16 @@ var ErrNoSHA256 = errors.New("the event log carries no SHA-256 digests (a legacy
 // A policy therefore sees exactly what the issuer would see for a quote of these PCRs.
 //
 // The State has no AK (AK nil, AKID and AKTrust empty), no clock, Bank "sha256", and PCRs
-// holding only the logged PCRs. Errors: a log that does not parse or that go-tpm-tools refuses
-// to extract (the reasons the issuer would refuse it), or ErrNoSHA256.
+// holding only the logged PCRs. Errors: a log that eventlog.Parse refuses (an *Error of
+// CheckEventLog, naming the PCR and event of malformed event data, before any go-eventlog
+// extraction runs), one that go-tpm-tools refuses to extract (the reasons the issuer would
+// refuse it), or ErrNoSHA256.
 func FromEventLog(log []byte) (*State, error) {
 	if len(log) == 0 || len(log) > MaxEventLogSize {
 		return nil, fmt.Errorf("evidence: event log is %d bytes, want 1..%d", len(log), MaxEventLogSize)
+	}
+	if err := checkLogStructure(log); err != nil {
+		return nil, err
 	}
 	pcrs, err := ReplaySHA256(log)
 	if err != nil {
@@ -139,6 +144,9 @@ func FromAttestation(b []byte) (*State, error) {
 	ad, err := tpm2.DecodeAttestationData(q.GetQuote())
 	if err != nil {
 		return nil, fmt.Errorf("evidence: quote: %w", err)
+	}
+	if err := checkLogStructure(att.GetEventLog()); err != nil {
+		return nil, err
 	}
 	ms, err := server.VerifyAttestation(att, server.VerifyOpts{
 		Nonce:      ad.ExtraData,

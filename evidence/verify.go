@@ -134,6 +134,9 @@ func (v *Verifier) Verify(ctx context.Context, nonce []byte, cnf *jose.JSONWebKe
 	// several quotes over one bank it would accept the first that verifies.
 	only := &pb.Attestation{AkPub: att.GetAkPub(), Quotes: []*tpmpb.Quote{q}, EventLog: att.GetEventLog(),
 		AkCert: att.GetAkCert(), IntermediateCerts: att.GetIntermediateCerts()}
+	if err := checkLogStructure(att.GetEventLog()); err != nil {
+		return nil, err
+	}
 	ms, err := verifyAttestation(only, server.VerifyOpts{
 		Nonce:      want,
 		TrustedAKs: []crypto.PublicKey{akPub},

@@ -1,0 +1,27 @@
+package evidence
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/passport-attest/passport/eventlog"
+)
+
+// checkLogStructure parses an event log with eventlog.Parse, whose structural checks refuse
+// event data with size fields that do not fit it (eventlog.ErrMalformedEvent: a UEFI variable,
+// an EFI_SIGNATURE_LIST with a SignatureSize below 16, an image-load device path) and bytes
+// hidden after a padding marker (eventlog.ErrTrailingData). It runs before any go-tpm-tools or
+// go-eventlog extraction, which would otherwise allocate what those size fields say (gigabytes
+// for one crafted db variable). Refusals are *Error values of CheckEventLog; for malformed event
+// data they name the PCR and the event's index in the log.
+func checkLogStructure(log []byte) error {
+	_, err := eventlog.Parse(log)
+	if err == nil {
+		return nil
+	}
+	var me *eventlog.MalformedEventError
+	if errors.As(err, &me) {
+		return &Error{Check: CheckEventLog, PCR: me.PCR, Event: me.Seq, Err: err}
+	}
+	return fail(CheckEventLog, fmt.Errorf("the event log does not parse: %w", err))
+}
