@@ -21,6 +21,7 @@ import (
 	"github.com/passport-attest/passport/api"
 	"github.com/passport-attest/passport/attester"
 	"github.com/passport-attest/passport/evidence"
+	"github.com/passport-attest/passport/internal/logforge"
 	"github.com/passport-attest/passport/internal/testenv"
 	"github.com/passport-attest/passport/issuer"
 	"github.com/passport-attest/passport/policy"
@@ -234,5 +235,29 @@ func TestReferenceValuesUnmanaged(t *testing.T) {
 	}
 	if l, err := srv.Issuer.ListRevokedReferenceValues(context.Background()); err != nil || len(l) != 0 {
 		t.Fatalf("list: %v %v", l, err)
+	}
+}
+
+// TestKernelSwapRefusedByIssuer: the kernel-swap log (logforge.KernelSwap: the real kernel
+// renamed with an unknown digest, the good kernel's digest appended under its name), replayed
+// into the simulator so the quote is genuine, is refused (403) under the policy learned from
+// the original log, by the rules that do not trust event names; no token is minted.
+func TestKernelSwapRefusedByIssuer(t *testing.T) {
+	log := testenv.EventLog(t, testenv.DefaultLog)
+	eng, _ := learnedEngine(t, log)
+	bad, _, err := logforge.KernelSwap(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := testenv.AttesterFor(t, bad)
+	srv := testenv.Issuer(t, testenv.IssuerOptions{TrustAKs: []crypto.PublicKey{a.AKPublic()}, Policy: eng})
+	res, err := (&attester.Client{IssuerURL: srv.URL}).Attest(context.Background(), a, "test")
+	if err == nil {
+		t.Fatalf("kernel-swap log minted a token: %+v", verifiedClaims(t, srv, res.Token).Submods[token.SubmodTPM])
+	}
+	status, c := code(t, err)
+	desc := description(t, err)
+	if status != http.StatusForbidden || c != "policy_refused" || !strings.Contains(desc, "grub-files:") || !strings.Contains(desc, "pcr9:") {
+		t.Fatalf("%d %s %s", status, c, desc)
 	}
 }
