@@ -242,8 +242,8 @@ func (a *activation) Parent() interpreter.Activation { return nil }
 func (p *Policy) activation(in *input) *activation { return &activation{in: in, refs: p.refs} }
 
 // Appraise evaluates every rule over s and returns the appraisal: the trustworthiness vector
-// (each claim keeps the worst value any rule set for it, "no claim" ranking between warning
-// and contraindicated as in token.Tier), one Failure per failed rule with its reason, the
+// (each claim keeps the worst value any rule set for it; a "none" value such as no_claim only
+// where no rule said more, see combine), one Failure per failed rule with its reason, the
 // built-in revoked-reference-value failure when the evidence carries a revoked digest, the
 // reference values the evidence matched, and Status = Finish(): never better than the worst
 // claim. A rule that cannot be evaluated (e.g. a PCR missing from the quote) fails. Failures
@@ -287,8 +287,12 @@ func listOrder(v int8) int {
 	return 2
 }
 
-// combine sets claim to v unless it already holds a worse value (token.Tier order); within one
-// tier the larger value is kept, so the result does not depend on rule order.
+// combine sets claim to v unless it already holds a worse value, so the claim keeps the worst
+// value any rule set, whatever the rule order: affirming < warning < contraindicated, the
+// larger value within one tier. A "none" value (no_claim, unexpected_evidence) only fills a
+// claim no rule has said anything about (or that holds another "none" value): it never erases
+// an affirming, warning or contraindicated value, so the status (the worst tier among the
+// claims, Appraisal.Finish) is never better than the worst value a rule set.
 func combine(vec token.TrustworthinessVector, claim string, v int8) {
 	old, ok := vec[claim]
 	if !ok {
@@ -296,7 +300,12 @@ func combine(vec token.TrustworthinessVector, claim string, v int8) {
 		return
 	}
 	to, tv := token.TierOf(old), token.TierOf(v)
-	if tv.Worse(to) || (tv == to && v > old) {
+	switch {
+	case tv == token.TierNone && to != token.TierNone:
+		// Neutral: keeps what the other rules said.
+	case to == token.TierNone && tv != token.TierNone:
+		vec[claim] = v
+	case tv.Worse(to) || (tv == to && v > old):
 		vec[claim] = v
 	}
 }

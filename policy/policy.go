@@ -43,13 +43,11 @@ func (a *Appraisal) Finish() *Appraisal {
 	return a
 }
 
-// Set records claim = value, keeping the worse value when the claim is already set.
+// Set records claim = value, keeping the worse value when the claim is already set, as rules
+// do (a "none" value never erases an affirming, warning or contraindicated one).
 func (a *Appraisal) Set(claim string, value int8) {
 	if a.Vector == nil {
 		a.Vector = token.TrustworthinessVector{}
 	}
-	old, ok := a.Vector[claim]
-	if !ok || token.TierOf(value).Worse(token.TierOf(old)) || token.TierOf(old) == token.TierNone {
-		a.Vector[claim] = value
-	}
+	combine(a.Vector, claim, value)
 }
