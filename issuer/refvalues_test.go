@@ -157,7 +157,7 @@ func TestRevokedReferenceValue(t *testing.T) {
 		t.Fatalf("after revocation: %d %s", st, codeStr)
 	}
 	desc := description(t, err)
-	for _, want := range []string{policy.RevokedRule, kernel, "CVE-2026-4242", "kernel: the kernel is not one"} {
+	for _, want := range []string{policy.RevokedRule, "event 101 (PCR 9, EV_IPL)", kernel, "CVE-2026-4242", "kernel: the kernel is not one"} {
 		if !strings.Contains(desc, want) {
 			t.Errorf("refusal lacks %q: %s", want, desc)
 		}

@@ -339,7 +339,7 @@ func (p *Policy) scanDigests(s *evidence.State, a *Appraisal) {
 		match(v)
 		if anyRevoked {
 			if r, ok := p.revoked.get(v); ok {
-				hits = append(hits, revokedHit{r: r, pcr: int(idx), event: -1})
+				hits = append(hits, revokedHit{r: r, pcr: int(idx), event: -1, pcrValue: true})
 			}
 		}
 	}
@@ -364,6 +364,9 @@ func (p *Policy) scanDigests(s *evidence.State, a *Appraisal) {
 	if len(hits) > 0 {
 		msgs := make([]string, len(hits))
 		for i, h := range hits {
+			if h.event >= 0 {
+				h.event = s.EventPosition(h.event) // the log's numbering (tpm2_eventlog's)
+			}
 			msgs[i] = h.String()
 		}
 		slices.Sort(msgs)
@@ -374,18 +377,25 @@ func (p *Policy) scanDigests(s *evidence.State, a *Appraisal) {
 	}
 }
 
-// revokedHit is one place a revoked digest appears: a PCR value (event -1) or an event.
+// revokedHit is one place a revoked digest appears: a PCR value (pcr >= 0, event -1 and typ 0)
+// or an event (its position in the log, -1 when unknown).
 type revokedHit struct {
 	r     refvalues.Revocation
 	pcr   int
 	event int
 	typ   uint32
+	// pcrValue: the digest is the PCR's value, not an event's.
+	pcrValue bool
 }
 
 func (h revokedHit) String() string {
 	where := "PCR " + strconv.Itoa(h.pcr)
-	if h.event >= 0 {
+	switch {
+	case h.pcrValue:
+	case h.event >= 0:
 		where = fmt.Sprintf("event %d (PCR %d, %s)", h.event, h.pcr, tcg.EventType(h.typ).TCGString())
+	default:
+		where = fmt.Sprintf("an event (PCR %d, %s)", h.pcr, tcg.EventType(h.typ).TCGString())
 	}
 	msg := fmt.Sprintf("%s is revoked (%s)", where, h.r.Digest)
 	if h.r.Reason != "" {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/google/go-eventlog/tcg"
 
+	"github.com/passport-attest/passport/eventlog"
 	"github.com/passport-attest/passport/evidence"
 	"github.com/passport-attest/passport/internal/logforge"
 	"github.com/passport-attest/passport/internal/testenv"
@@ -199,7 +201,9 @@ func TestRevokedValueRefused(t *testing.T) {
 		t.Fatalf("%v %v, want contraindicated by [%s kernel grub-files]", a.Status, got, policy.RevokedRule)
 	}
 	r := failure(a, policy.RevokedRule)
-	for _, want := range []string{kernel, "CVE-2026-1234", "PCR 9", "EV_IPL"} {
+	// The event's position in the log, numbered as tpm2_eventlog and the eventlog package do
+	// (Spec ID Event = 0), not among go-tpm-tools' verified events (100).
+	for _, want := range []string{kernel, "CVE-2026-1234", "event 101 (PCR 9, EV_IPL)"} {
 		if !strings.Contains(r.Reason, want) {
 			t.Errorf("revocation reason lacks %q: %s", want, r.Reason)
 		}
@@ -222,6 +226,18 @@ func TestRevokedValueRefused(t *testing.T) {
 	a = mustNew(t, f, &refvalues.Snapshot{Revoked: map[string]refvalues.Revocation{cfg: {Digest: cfg, RevokedAt: at}}}).Appraise(st)
 	if got := failed(a); !slices.Equal(got, []string{policy.RevokedRule, "grub-files"}) {
 		t.Fatalf("revoked grub.cfg digest: failed %v", got)
+	}
+	parsed, err := eventlog.Parse(testenv.EventLog(t, testenv.DefaultLog))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range parsed.Events {
+		if hex.EncodeToString(e.Digests[eventlog.SHA256]) == cfg {
+			if want := fmt.Sprintf("event %d (PCR 9, EV_IPL)", e.Seq); !strings.Contains(failure(a, policy.RevokedRule).Reason, want) {
+				t.Errorf("grub.cfg revocation does not say %q: %s", want, failure(a, policy.RevokedRule).Reason)
+			}
+			break
+		}
 	}
 	// Without the revocation the same machine is affirmed.
 	if a := mustNew(t, f, nil).Appraise(st); a.Status != token.TierAffirming || !slices.Contains(a.ReferenceValues, kernel) {
