@@ -72,7 +72,9 @@ func Learn(s *evidence.State, o LearnOptions) (*File, []string, error) {
 	affirm, approved := Value(token.ValueAffirming), Value(token.ValueApprovedBoot)
 	noClaim, contra, unsafe := Value(token.ValueNoClaim), Value(token.ValueContraindicated), Value(token.ValueUnsafe)
 	trusted := `ak.trust in ["allowlist", "certificate", "enrolled"]`
-	akExplain := `"AK trust: " + (ak.trust == "" ? "none (no quote)" : ak.trust)`
+	// No AK without a quote (a bare log); an AK but no trust method for an attestation checked
+	// offline (its quote is only self-consistent: evidence.FromAttestation).
+	akExplain := `"AK trust: " + (ak.trust != "" ? ak.trust : ak.id == "" ? "none (no quote)" : "none (AK " + ak.id + " signed the quote but is not trusted: offline evaluation checks self-consistency only)")`
 	add := func(r Rule) { f.Rules = append(f.Rules, r) }
 	add(Rule{Name: "ak-hardware", Claim: token.ClaimHardware, Expr: trusted, OnSuccess: &affirm, OnFailure: noClaim,
 		Message: "the attestation key is not trusted through an allowlist, certificate or enrollment (no hardware claim)", Explain: akExplain})

@@ -95,6 +95,10 @@ func TestPolicyLearnAttestation(t *testing.T) {
 	if err != nil || !strings.Contains(out, "status    affirming") {
 		t.Fatalf("%v\n%s", err, out)
 	}
+	// The attestation has a quote: its AK is not trusted offline, but it is not "no quote".
+	if strings.Contains(out, "no quote") || !strings.Contains(out, "signed the quote but is not trusted") {
+		t.Errorf("AK rules explained wrongly:\n%s", out)
+	}
 	b, _ := os.ReadFile(pol)
 	if !strings.Contains(string(b), "name: secure-boot") {
 		t.Error("the GCE machine booted with Secure Boot but the policy does not require it")
