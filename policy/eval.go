@@ -310,9 +310,16 @@ func combine(vec token.TrustworthinessVector, claim string, v int8) {
 	}
 }
 
-// scanDigests walks every digest of the evidence (PCR values and event digests) once: digests
-// that are accepted reference values go to a.ReferenceValues; revoked ones fail the built-in
-// revoked-reference-value rule, naming where they appear.
+// maxRecordedPCR is the last PCR whose event digests an appraisal records (PCRs 0-9: firmware,
+// boot loaders, GRUB, kernel; PCRs 10 and above hold runtime logs such as IMA's).
+const maxRecordedPCR = 9
+
+// scanDigests walks every digest of the evidence (PCR values and event digests) once. It
+// records in a.ReferenceValues (sorted, unique, lowercase hex) the accepted reference values
+// the evidence matched and, when some rule reads a reference-value set, every event digest of
+// PCRs 0-9 (what those rules and the pinned PCRs appraised), so that a token can be found by
+// any measurement it vouched for once that measurement is revoked. Revoked digests fail the
+// built-in revoked-reference-value rule, naming where they appear.
 func (p *Policy) scanDigests(s *evidence.State, a *Appraisal) {
 	var seen []uint64 // bit i: acceptedHex[i] was matched
 	nSeen := 0
@@ -343,22 +350,35 @@ func (p *Policy) scanDigests(s *evidence.State, a *Appraisal) {
 			}
 		}
 	}
+	var measured []string // raw event digests of PCRs 0-9, when recorded
 	for i, e := range s.Machine.GetRawEvents() {
 		d := e.GetDigest()
 		match(d)
+		if p.prog.usesSets && e.GetPcrIndex() <= maxRecordedPCR {
+			measured = append(measured, string(d))
+		}
 		if anyRevoked {
 			if r, ok := p.revoked.get(d); ok {
 				hits = append(hits, revokedHit{r: r, pcr: int(e.GetPcrIndex()), event: i, typ: e.GetUntrustedType()})
 			}
 		}
 	}
-	if nSeen > 0 { // in acceptedHex order: sorted and unique
-		a.ReferenceValues = make([]string, 0, nSeen)
+	if nSeen > 0 || len(measured) > 0 {
+		slices.Sort(measured)
+		measured = slices.Compact(measured)
+		a.ReferenceValues = make([]string, 0, nSeen+len(measured))
 		for w, word := range seen {
 			for word != 0 {
 				a.ReferenceValues = append(a.ReferenceValues, p.acceptedHex[w*64+bits.TrailingZeros64(word)])
 				word &= word - 1
 			}
+		}
+		for _, d := range measured {
+			a.ReferenceValues = append(a.ReferenceValues, hex.EncodeToString([]byte(d)))
+		}
+		if len(measured) > 0 {
+			slices.Sort(a.ReferenceValues)
+			a.ReferenceValues = slices.Compact(a.ReferenceValues)
 		}
 	}
 	if len(hits) > 0 {

@@ -23,7 +23,11 @@ type Appraisal struct {
 	PolicyID string
 	// Failures lists the rules that did not hold, in words an operator can act on.
 	Failures []Failure
-	// ReferenceValues lists the hex digests of the reference values the evidence matched.
+	// ReferenceValues lists (sorted, unique, lowercase hex) the reference values the evidence
+	// matched and, when a rule reads a reference-value set, every event digest of PCRs 0-9:
+	// every measurement the appraisal vouched for, so that revoking any of them later finds
+	// the token (revoke --reference-value). At most the PCR 0-9 events plus the matched PCR
+	// values.
 	ReferenceValues []string
 }
 

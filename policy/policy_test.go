@@ -208,8 +208,8 @@ func TestRevokedValueRefused(t *testing.T) {
 			t.Errorf("revocation reason lacks %q: %s", want, r.Reason)
 		}
 	}
-	if slices.Contains(a.ReferenceValues, kernel) {
-		t.Error("a revoked value is listed as matched")
+	if !slices.Contains(a.ReferenceValues, kernel) {
+		t.Error("the revoked kernel the evidence measured is not recorded")
 	}
 	if got := p.Revoked(); len(got) != 1 || got[0].Digest != kernel {
 		t.Errorf("Revoked() = %+v", got)
@@ -428,5 +428,59 @@ func TestKernelSwapRefused(t *testing.T) {
 	}
 	if a.Vector[token.ClaimExecutables] != token.ValueContraindicated {
 		t.Errorf("executables = %d", a.Vector[token.ClaimExecutables])
+	}
+}
+
+// TestAppraisalRecordsMeasuredDigests: an affirmed appraisal records every event digest of
+// PCRs 0-9 (deduplicated) and the matched PCR values, so a token can be found by a measurement
+// no set holds (a GRUB command, vouched for through the pinned PCR 8) once it is revoked; PCR
+// 10 and above are not recorded, and a policy without reference-value rules records nothing.
+func TestAppraisalRecordsMeasuredDigests(t *testing.T) {
+	st := bareState(t, testenv.EventLog(t, testenv.DefaultLog))
+	f := learn(t, st)
+	a := mustNew(t, f, nil).Appraise(st)
+	if a.Status != token.TierAffirming {
+		t.Fatalf("%v %v", a.Status, failed(a))
+	}
+	want := map[string]bool{}
+	for _, e := range st.Machine.GetRawEvents() {
+		if e.GetPcrIndex() <= 9 {
+			want[hex.EncodeToString(e.GetDigest())] = true
+		}
+	}
+	for _, p := range st.LoggedPCRs {
+		want[hex.EncodeToString(st.PCRs[p])] = true
+	}
+	for d := range want {
+		if !slices.Contains(a.ReferenceValues, d) {
+			t.Errorf("measured digest %s not recorded", d)
+		}
+	}
+	if len(a.ReferenceValues) > len(want) || !slices.IsSorted(a.ReferenceValues) || len(slices.Compact(slices.Clone(a.ReferenceValues))) != len(a.ReferenceValues) {
+		t.Errorf("%d recorded values (want at most %d, sorted, unique)", len(a.ReferenceValues), len(want))
+	}
+	var grubCmd string
+	for _, e := range st.Machine.GetRawEvents() {
+		if e.GetPcrIndex() == 8 && bytes.HasPrefix(e.GetData(), []byte("grub_cmd")) {
+			grubCmd = hex.EncodeToString(e.GetDigest())
+			break
+		}
+	}
+	for name, vals := range f.ReferenceValues {
+		if slices.Contains(vals, grubCmd) {
+			t.Fatalf("the GRUB command %s is in refs.%s: pick another", grubCmd, name)
+		}
+	}
+	if grubCmd == "" || !slices.Contains(a.ReferenceValues, grubCmd) {
+		t.Errorf("GRUB command digest %q not recorded", grubCmd)
+	}
+	size := 0
+	for _, d := range a.ReferenceValues {
+		size += len(d) + 3 // JSON: quotes and comma
+	}
+	t.Logf("%d recorded digests, about %d bytes of JSON in the token", len(a.ReferenceValues), size)
+	plain := mustNew(t, &policy.File{Version: policy.FileVersion, Rules: []policy.Rule{{Name: "sb", Claim: token.ClaimConfiguration, Expr: "true", OnFailure: 96}}}, nil).Appraise(st)
+	if len(plain.ReferenceValues) != 0 {
+		t.Errorf("a policy without reference values recorded %d digests", len(plain.ReferenceValues))
 	}
 }
