@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -259,5 +260,46 @@ func TestKernelSwapRefusedByIssuer(t *testing.T) {
 	desc := description(t, err)
 	if status != http.StatusForbidden || c != "policy_refused" || !strings.Contains(desc, "grub-files:") || !strings.Contains(desc, "pcr9:") {
 		t.Fatalf("%d %s %s", status, c, desc)
+	}
+}
+
+// TestRevokeByMeasuredDigest: tokens minted under a learned policy record every PCR 0-9 event
+// digest, so revoke --reference-value finds them by a measurement no reference-value set lists
+// (a GRUB command, vouched for through the pinned PCR 8).
+func TestRevokeByMeasuredDigest(t *testing.T) {
+	log := testenv.EventLog(t, testenv.DefaultLog)
+	eng, f := learnedEngine(t, log)
+	st, err := evidence.FromEventLog(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var grubCmd string
+	for _, e := range st.Machine.GetRawEvents() {
+		if e.GetPcrIndex() == 8 && bytes.HasPrefix(e.GetData(), []byte("grub_cmd")) {
+			grubCmd = hex.EncodeToString(e.GetDigest())
+			break
+		}
+	}
+	for name, vals := range f.ReferenceValues {
+		if grubCmd == "" || slices.Contains(vals, grubCmd) {
+			t.Fatalf("GRUB command digest %q is empty or in refs.%s", grubCmd, name)
+		}
+	}
+	a := testenv.AttesterFor(t, log)
+	srv := testenv.Issuer(t, testenv.IssuerOptions{TrustAKs: []crypto.PublicKey{a.AKPublic()}, Policy: eng})
+	c := &attester.Client{IssuerURL: srv.URL}
+	toks := []string{attestOnce(t, c, a), attestOnce(t, c, a)}
+	if rv := claimsOf(t, toks[0]).Submods[token.SubmodTPM].Measurements.ReferenceValues; !slices.Contains(rv, grubCmd) {
+		t.Fatalf("token does not record the GRUB command digest (%d values)", len(rv))
+	}
+	t.Logf("token: %d bytes", len(toks[0]))
+	if res := revoke(t, admin(t, srv.Issuer), api.RevokeRequest{ReferenceValue: grubCmd}); res.Count != 2 {
+		t.Fatalf("revoking the GRUB command digest revoked %d tokens, want 2", res.Count)
+	}
+	v, _ := verifier(t, srv, nil)
+	for i, tok := range toks {
+		if _, err := v.Verify(context.Background(), tok); !errors.Is(err, relyingparty.ErrRevoked) {
+			t.Errorf("token %d: Verify = %v, want ErrRevoked", i, err)
+		}
 	}
 }
