@@ -68,7 +68,7 @@ func FromEventLog(log []byte) (*State, error) {
 	if len(logged) == 0 {
 		return nil, fmt.Errorf("evidence: %w", ErrNothingMeasured)
 	}
-	return &State{Bank: "sha256", PCRs: pcrs, LoggedPCRs: logged, Machine: ms}, nil
+	return &State{Bank: "sha256", PCRs: pcrs, LoggedPCRs: logged, Machine: ms, EventLog: log}, nil
 }
 
 // ReplaySHA256 replays the SHA-256 digests of a TCG crypto-agile event log and returns the
@@ -172,5 +172,5 @@ func FromAttestation(b []byte) (*State, error) {
 	}
 	return &State{AK: akPub, AKID: akid, Bank: "sha256", PCRs: pcrs, LoggedPCRs: logged, Machine: ms,
 		Clock:           store.ClockInfo{Clock: ad.ClockInfo.Clock, ResetCount: ad.ClockInfo.ResetCount, RestartCount: ad.ClockInfo.RestartCount},
-		FirmwareVersion: ad.FirmwareVersion}, nil
+		FirmwareVersion: ad.FirmwareVersion, EventLog: att.GetEventLog()}, nil
 }

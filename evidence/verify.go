@@ -77,6 +77,22 @@ type State struct {
 	Clock store.ClockInfo
 	// FirmwareVersion is the TPM firmware version from the quote.
 	FirmwareVersion uint64
+	// EventLog is the raw event log the state was established from (not copied; nil when
+	// unknown), for EventPosition.
+	EventLog []byte
+}
+
+// EventPosition returns the position in the event log (eventlog.Event.Seq: in a crypto-agile
+// log the Spec ID Event is 0, as tpm2_eventlog numbers them) of Machine.GetRawEvents()[k],
+// which skips EV_NO_ACTION events and unquoted PCRs; -1 when it cannot be told (no log, k out
+// of range, a log the library rewrote). It re-parses the log: meant for messages, not for
+// every evaluation.
+func (s *State) EventPosition(k int) int {
+	events := s.Machine.GetRawEvents()
+	if s.EventLog == nil || k < 0 || k >= len(events) {
+		return -1
+	}
+	return logIndex(s.EventLog, s.PCRs, k, events[k])
 }
 
 // SecureBoot reports whether the event log shows UEFI Secure Boot enabled.
@@ -167,6 +183,7 @@ func (v *Verifier) Verify(ctx context.Context, nonce []byte, cnf *jose.JSONWebKe
 		Machine:         ms,
 		Clock:           facts.clock,
 		FirmwareVersion: facts.firmware,
+		EventLog:        att.GetEventLog(),
 	}, nil
 }
 

@@ -227,7 +227,7 @@ func (is *Issuer) Attest(ctx context.Context, req *api.AttestRequest) (res *api.
 	if err != nil {
 		return nil, err
 	}
-	if err := is.allocateStatus(ctx, claims, st); err != nil {
+	if err := is.allocateStatus(ctx, claims, st, ap); err != nil {
 		return nil, err
 	}
 	raw, kid, err := is.cfg.Keyring.Sign(claims)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -21,6 +22,7 @@ import (
 	"github.com/passport-attest/passport/api"
 	"github.com/passport-attest/passport/attester"
 	"github.com/passport-attest/passport/evidence"
+	"github.com/passport-attest/passport/internal/logforge"
 	"github.com/passport-attest/passport/internal/testenv"
 	"github.com/passport-attest/passport/issuer"
 	"github.com/passport-attest/passport/policy"
@@ -161,7 +163,7 @@ func TestRevokedReferenceValue(t *testing.T) {
 		t.Fatalf("after revocation: %d %s", st, codeStr)
 	}
 	desc := description(t, err)
-	for _, want := range []string{policy.RevokedRule, kernel, "CVE-2026-4242", "kernel: the kernel is not one"} {
+	for _, want := range []string{policy.RevokedRule, "event 101 (PCR 9, EV_IPL)", kernel, "CVE-2026-4242", "kernel: the kernel is not one"} {
 		if !strings.Contains(desc, want) {
 			t.Errorf("refusal lacks %q: %s", want, desc)
 		}
@@ -284,5 +286,72 @@ func TestRevokeByReferenceValueBlocksIt(t *testing.T) {
 		t.Fatal("new evidence carrying the revoked value was accepted")
 	} else if st, codeStr := code(t, err); st != http.StatusForbidden || codeStr != "policy_refused" {
 		t.Fatalf("new evidence: %d %s", st, codeStr)
+	}
+}
+
+// TestKernelSwapRefusedByIssuer: the kernel-swap log (logforge.KernelSwap: the real kernel
+// renamed with an unknown digest, the good kernel's digest appended under its name), replayed
+// into the simulator so the quote is genuine, is refused (403) under the policy learned from
+// the original log, by the rules that do not trust event names; no token is minted.
+func TestKernelSwapRefusedByIssuer(t *testing.T) {
+	log := testenv.EventLog(t, testenv.DefaultLog)
+	eng, _ := learnedEngine(t, log)
+	bad, _, err := logforge.KernelSwap(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := testenv.AttesterFor(t, bad)
+	srv := testenv.Issuer(t, testenv.IssuerOptions{TrustAKs: []crypto.PublicKey{a.AKPublic()}, Policy: eng})
+	res, err := (&attester.Client{IssuerURL: srv.URL}).Attest(context.Background(), a, "test")
+	if err == nil {
+		t.Fatalf("kernel-swap log minted a token: %+v", verifiedClaims(t, srv, res.Token).Submods[token.SubmodTPM])
+	}
+	status, c := code(t, err)
+	desc := description(t, err)
+	if status != http.StatusForbidden || c != "policy_refused" || !strings.Contains(desc, "grub-files:") || !strings.Contains(desc, "pcr9:") {
+		t.Fatalf("%d %s %s", status, c, desc)
+	}
+}
+
+// TestRevokeByMeasuredDigest: tokens minted under a learned policy record every PCR 0-9 event
+// digest, so revoke --reference-value finds them by a measurement no reference-value set lists
+// (a GRUB command, vouched for through the pinned PCR 8).
+func TestRevokeByMeasuredDigest(t *testing.T) {
+	log := testenv.EventLog(t, testenv.DefaultLog)
+	eng, f := learnedEngine(t, log)
+	st, err := evidence.FromEventLog(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var grubCmd string
+	for _, e := range st.Machine.GetRawEvents() {
+		if e.GetPcrIndex() == 8 && bytes.HasPrefix(e.GetData(), []byte("grub_cmd")) {
+			grubCmd = hex.EncodeToString(e.GetDigest())
+			break
+		}
+	}
+	for name, vals := range f.ReferenceValues {
+		if grubCmd == "" || slices.Contains(vals, grubCmd) {
+			t.Fatalf("GRUB command digest %q is empty or in refs.%s", grubCmd, name)
+		}
+	}
+	a := testenv.AttesterFor(t, log)
+	srv := testenv.Issuer(t, testenv.IssuerOptions{TrustAKs: []crypto.PublicKey{a.AKPublic()}, Policy: eng})
+	c := &attester.Client{IssuerURL: srv.URL}
+	toks := []string{attestOnce(t, c, a), attestOnce(t, c, a)}
+	// The token itself stays small: it carries the matched reference values only; the
+	// measured digests are recorded with its status entry.
+	if rv := claimsOf(t, toks[0]).Submods[token.SubmodTPM].Measurements.ReferenceValues; slices.Contains(rv, grubCmd) {
+		t.Fatalf("the token carries every measured digest (%d values), not only the matched reference values", len(rv))
+	}
+	t.Logf("token: %d bytes", len(toks[0]))
+	if res := revoke(t, admin(t, srv.Issuer), api.RevokeRequest{ReferenceValue: grubCmd}); res.Count != 2 {
+		t.Fatalf("revoking the GRUB command digest revoked %d tokens, want 2", res.Count)
+	}
+	v, _ := verifier(t, srv, nil)
+	for i, tok := range toks {
+		if _, err := v.Verify(context.Background(), tok); !errors.Is(err, relyingparty.ErrRevoked) {
+			t.Errorf("token %d: Verify = %v, want ErrRevoked", i, err)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/passport-attest/passport/api"
 	"github.com/passport-attest/passport/evidence"
+	"github.com/passport-attest/passport/policy"
 	"github.com/passport-attest/passport/store"
 	"github.com/passport-attest/passport/token"
 )
@@ -99,16 +101,16 @@ func (is *Issuer) StatusListURI(id uint64) string {
 }
 
 // allocateStatus reserves the token's status list entry (recorded by jti, by subject and by
-// each matched reference value until the token expires plus statusGrace) and sets its
-// status claim. With a folded clock store the TPM clock check runs in the same call. Errors
+// each matched reference value and measured digest of the appraisal until the token expires
+// plus statusGrace) and sets its status claim. With a folded clock store the TPM clock check runs in the same call. Errors
 // wrap store.ErrUnavailable (503: no token without its entry) or ErrClockRollback.
-func (is *Issuer) allocateStatus(ctx context.Context, c *token.Claims, st *evidence.State) error {
+func (is *Issuer) allocateStatus(ctx context.Context, c *token.Claims, st *evidence.State, ap *policy.Appraisal) error {
 	e := store.StatusEntry{ID: c.ID, Subject: c.Subject, Expires: c.Expires().Add(statusGrace)}
-	if tpm := c.Submods[token.SubmodTPM]; tpm != nil && tpm.Measurements != nil {
-		for _, rv := range tpm.Measurements.ReferenceValues {
-			e.Labels = append(e.Labels, strings.ToLower(rv))
-		}
+	for _, rv := range slices.Concat(ap.ReferenceValues, ap.Measured) {
+		e.Labels = append(e.Labels, strings.ToLower(rv))
 	}
+	slices.Sort(e.Labels)
+	e.Labels = slices.Compact(e.Labels)
 	if is.status.foldClock {
 		e.Clock = &store.ClockAdvance{AK: st.AKID, Info: st.Clock, TTL: clockTTL}
 	}

@@ -86,6 +86,9 @@ type Program struct {
 	needs    needs
 	revClaim string
 	revValue int8
+	// usesSets: some rule reads a reference-value set (or refs as a whole), so appraisals
+	// record the event digests of PCRs 0-9 (scanDigests).
+	usesSets bool
 }
 
 // Compile checks and plans every rule of f (which Parse has validated). A rule whose expression
@@ -115,6 +118,7 @@ func Compile(f *File) (*Program, error) {
 		}
 		p.rules = append(p.rules, cr)
 		p.needs = p.needs.or(cr.needs)
+		p.usesSets = p.usesSets || len(cr.sets) > 0 || (cr.needs.pcrs && cr.needs.events) // refs used whole: allNeeds
 	}
 	return p, nil
 }

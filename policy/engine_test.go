@@ -274,7 +274,7 @@ func TestEngineRevocationDespiteBrokenFile(t *testing.T) {
 	if a := e.Appraise(st); a.Status != token.TierContraindicated || failure(a, policy.RevokedRule) == nil {
 		t.Fatalf("revocation not in force: %v %v", a.Status, failed(a))
 	}
-	if got := e.Current().Program().Rules(); len(got) != 11 {
+	if got := e.Current().Program().Rules(); len(got) != 20 {
 		t.Fatalf("rules in force changed: %v", got)
 	}
 	// Restoring the file clears the error; its rules were in force all along.

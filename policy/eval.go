@@ -242,8 +242,8 @@ func (a *activation) Parent() interpreter.Activation { return nil }
 func (p *Policy) activation(in *input) *activation { return &activation{in: in, refs: p.refs} }
 
 // Appraise evaluates every rule over s and returns the appraisal: the trustworthiness vector
-// (each claim keeps the worst value any rule set for it, "no claim" ranking between warning
-// and contraindicated as in token.Tier), one Failure per failed rule with its reason, the
+// (each claim keeps the worst value any rule set for it; a "none" value such as no_claim only
+// where no rule said more, see combine), one Failure per failed rule with its reason, the
 // built-in revoked-reference-value failure when the evidence carries a revoked digest, the
 // reference values the evidence matched, and Status = Finish(): never better than the worst
 // claim. A rule that cannot be evaluated (e.g. a PCR missing from the quote) fails. Failures
@@ -287,8 +287,12 @@ func listOrder(v int8) int {
 	return 2
 }
 
-// combine sets claim to v unless it already holds a worse value (token.Tier order); within one
-// tier the larger value is kept, so the result does not depend on rule order.
+// combine sets claim to v unless it already holds a worse value, so the claim keeps the worst
+// value any rule set, whatever the rule order: affirming < warning < contraindicated, the
+// larger value within one tier. A "none" value (no_claim, unexpected_evidence) only fills a
+// claim no rule has said anything about (or that holds another "none" value): it never erases
+// an affirming, warning or contraindicated value, so the status (the worst tier among the
+// claims, Appraisal.Finish) is never better than the worst value a rule set.
 func combine(vec token.TrustworthinessVector, claim string, v int8) {
 	old, ok := vec[claim]
 	if !ok {
@@ -296,14 +300,26 @@ func combine(vec token.TrustworthinessVector, claim string, v int8) {
 		return
 	}
 	to, tv := token.TierOf(old), token.TierOf(v)
-	if tv.Worse(to) || (tv == to && v > old) {
+	switch {
+	case tv == token.TierNone && to != token.TierNone:
+		// Neutral: keeps what the other rules said.
+	case to == token.TierNone && tv != token.TierNone:
+		vec[claim] = v
+	case tv.Worse(to) || (tv == to && v > old):
 		vec[claim] = v
 	}
 }
 
-// scanDigests walks every digest of the evidence (PCR values and event digests) once: digests
-// that are accepted reference values go to a.ReferenceValues; revoked ones fail the built-in
-// revoked-reference-value rule, naming where they appear.
+// maxRecordedPCR is the last PCR whose event digests an appraisal records (PCRs 0-9: firmware,
+// boot loaders, GRUB, kernel; PCRs 10 and above hold runtime logs such as IMA's).
+const maxRecordedPCR = 9
+
+// scanDigests walks every digest of the evidence (PCR values and event digests) once. It
+// records in a.ReferenceValues (sorted, unique, lowercase hex) the accepted reference values
+// the evidence matched and, when some rule reads a reference-value set, every event digest of
+// PCRs 0-9 (what those rules and the pinned PCRs appraised), so that a token can be found by
+// any measurement it vouched for once that measurement is revoked. Revoked digests fail the
+// built-in revoked-reference-value rule, naming where they appear.
 func (p *Policy) scanDigests(s *evidence.State, a *Appraisal) {
 	var seen []uint64 // bit i: acceptedHex[i] was matched
 	nSeen := 0
@@ -330,20 +346,24 @@ func (p *Policy) scanDigests(s *evidence.State, a *Appraisal) {
 		match(v)
 		if anyRevoked {
 			if r, ok := p.revoked.get(v); ok {
-				hits = append(hits, revokedHit{r: r, pcr: int(idx), event: -1})
+				hits = append(hits, revokedHit{r: r, pcr: int(idx), event: -1, pcrValue: true})
 			}
 		}
 	}
+	var measured []string // raw event digests of PCRs 0-9, when recorded
 	for i, e := range s.Machine.GetRawEvents() {
 		d := e.GetDigest()
 		match(d)
+		if p.prog.usesSets && e.GetPcrIndex() <= maxRecordedPCR {
+			measured = append(measured, string(d))
+		}
 		if anyRevoked {
 			if r, ok := p.revoked.get(d); ok {
 				hits = append(hits, revokedHit{r: r, pcr: int(e.GetPcrIndex()), event: i, typ: e.GetUntrustedType()})
 			}
 		}
 	}
-	if nSeen > 0 { // in acceptedHex order: sorted and unique
+	if nSeen > 0 {
 		a.ReferenceValues = make([]string, 0, nSeen)
 		for w, word := range seen {
 			for word != 0 {
@@ -352,9 +372,20 @@ func (p *Policy) scanDigests(s *evidence.State, a *Appraisal) {
 			}
 		}
 	}
+	if len(measured) > 0 {
+		slices.Sort(measured)
+		measured = slices.Compact(measured)
+		a.Measured = make([]string, len(measured))
+		for i, d := range measured {
+			a.Measured[i] = hex.EncodeToString([]byte(d))
+		}
+	}
 	if len(hits) > 0 {
 		msgs := make([]string, len(hits))
 		for i, h := range hits {
+			if h.event >= 0 {
+				h.event = s.EventPosition(h.event) // the log's numbering (tpm2_eventlog's)
+			}
 			msgs[i] = h.String()
 		}
 		slices.Sort(msgs)
@@ -365,18 +396,25 @@ func (p *Policy) scanDigests(s *evidence.State, a *Appraisal) {
 	}
 }
 
-// revokedHit is one place a revoked digest appears: a PCR value (event -1) or an event.
+// revokedHit is one place a revoked digest appears: a PCR value (pcr >= 0, event -1 and typ 0)
+// or an event (its position in the log, -1 when unknown).
 type revokedHit struct {
 	r     refvalues.Revocation
 	pcr   int
 	event int
 	typ   uint32
+	// pcrValue: the digest is the PCR's value, not an event's.
+	pcrValue bool
 }
 
 func (h revokedHit) String() string {
 	where := "PCR " + strconv.Itoa(h.pcr)
-	if h.event >= 0 {
+	switch {
+	case h.pcrValue:
+	case h.event >= 0:
 		where = fmt.Sprintf("event %d (PCR %d, %s)", h.event, h.pcr, tcg.EventType(h.typ).TCGString())
+	default:
+		where = fmt.Sprintf("an event (PCR %d, %s)", h.pcr, tcg.EventType(h.typ).TCGString())
 	}
 	msg := fmt.Sprintf("%s is revoked (%s)", where, h.r.Digest)
 	if h.r.Reason != "" {

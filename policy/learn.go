@@ -16,29 +16,45 @@ type LearnOptions struct {
 	Description string
 }
 
-// learnedPCRs are the PCRs whose values Learn pins, with the claim they feed and what they
-// measure (TCG PC Client Platform Firmware Profile section 3.3.4): the PCRs that describe the
-// platform's code and Secure Boot policy and do not change from one boot to the next. PCRs 1,
-// 3, 5 and 6 (boot variables, GPT, platform events) and GRUB's 8 and 9 (which include
-// grubenv, rewritten on boots) are left to the per-event rules.
-var learnedPCRs = []struct {
-	pcr   int
-	claim string
-	what  string
-}{
-	{0, token.ClaimExecutables, "firmware code"},
-	{2, token.ClaimExecutables, "option ROM code"},
-	{4, token.ClaimExecutables, "boot manager code: shim, GRUB and EFI applications"},
-	{7, token.ClaimConfiguration, "Secure Boot policy: keys, db, dbx and the authorities used"},
+// pcrMeaning says what PCR pcr measures (TCG PC Client Platform Firmware Profile section
+// 3.3.4; PCRs 8 and 9 as GRUB uses them) and the AR4SI claim its pinning rule feeds: code
+// feeds executables, everything else configuration.
+func pcrMeaning(pcr uint32) (claim, what string) {
+	switch pcr {
+	case 0:
+		return token.ClaimExecutables, "firmware code"
+	case 1:
+		return token.ClaimConfiguration, "firmware configuration and boot variables"
+	case 2:
+		return token.ClaimExecutables, "option ROM code"
+	case 3:
+		return token.ClaimConfiguration, "option ROM configuration"
+	case 4:
+		return token.ClaimExecutables, "boot manager code: shim, GRUB and EFI applications"
+	case 5:
+		return token.ClaimConfiguration, "boot manager configuration: GPT, boot variables"
+	case 6:
+		return token.ClaimConfiguration, "platform-specific events"
+	case 7:
+		return token.ClaimConfiguration, "Secure Boot policy: keys, db, dbx and the authorities used"
+	case 8:
+		return token.ClaimConfiguration, "GRUB commands and the kernel command line"
+	case 9:
+		return token.ClaimExecutables, "files GRUB read: kernel, initrd, grub.cfg, grubenv, modules"
+	}
+	return token.ClaimConfiguration, "measurements the log records"
 }
 
 // Learn writes a policy under which the machine described by s (a known-good machine, e.g.
 // evidence.FromEventLog of its binary_bios_measurements) is affirmed, and which refuses
-// machines whose firmware, boot loaders, kernel, kernel command line, Secure Boot state or
-// pinned PCRs differ. Its reference values are that machine's (sets firmware, bootloaders,
-// kernels, kernel_cmdlines, pcr0, pcr2, pcr4, pcr7); extend them with more known-good
-// machines or through a refvalues.Store. It returns warnings for what it could not learn (no
-// Secure Boot, no kernel found).
+// machines whose firmware, boot loaders, EFI applications, GRUB files, kernel, kernel command
+// line, Secure Boot state or PCRs differ. It pins the value of every PCR the log measures
+// (rules pcr0..pcrN, sets of the same names): event types and data are not covered by the
+// quote, so only the PCR values catch a measurement that was relabelled, renamed or added; the
+// per-event rules (sets firmware, bootloaders, efi_apps, grub_files, kernels,
+// kernel_cmdlines) explain which measurement differs. Extend the sets with more known-good
+// machines (or boots) or through a refvalues.Store. It returns warnings for what it could not
+// learn (no Secure Boot, no kernel found).
 func Learn(s *evidence.State, o LearnOptions) (*File, []string, error) {
 	if s == nil || s.Machine == nil {
 		return nil, nil, errNoState
@@ -56,7 +72,9 @@ func Learn(s *evidence.State, o LearnOptions) (*File, []string, error) {
 	affirm, approved := Value(token.ValueAffirming), Value(token.ValueApprovedBoot)
 	noClaim, contra, unsafe := Value(token.ValueNoClaim), Value(token.ValueContraindicated), Value(token.ValueUnsafe)
 	trusted := `ak.trust in ["allowlist", "certificate", "enrolled"]`
-	akExplain := `"AK trust: " + (ak.trust == "" ? "none (no quote)" : ak.trust)`
+	// No AK without a quote (a bare log); an AK but no trust method for an attestation checked
+	// offline (its quote is only self-consistent: evidence.FromAttestation).
+	akExplain := `"AK trust: " + (ak.trust != "" ? ak.trust : ak.id == "" ? "none (no quote)" : "none (AK " + ak.id + " signed the quote but is not trusted: offline evaluation checks self-consistency only)")`
 	add := func(r Rule) { f.Rules = append(f.Rules, r) }
 	add(Rule{Name: "ak-hardware", Claim: token.ClaimHardware, Expr: trusted, OnSuccess: &affirm, OnFailure: noClaim,
 		Message: "the attestation key is not trusted through an allowlist, certificate or enrollment (no hardware claim)", Explain: akExplain})
@@ -89,7 +107,21 @@ func Learn(s *evidence.State, o LearnOptions) (*File, []string, error) {
 		add(Rule{Name: "kernel", Claim: token.ClaimExecutables, Expr: "boot.kernel in refs.kernels", OnSuccess: &approved, OnFailure: contra,
 			Message: "the kernel is not one the known-good machine booted"})
 	} else {
-		warnings = append(warnings, "no kernel measured by GRUB was found: the policy has no kernel rule (PCR 4 and the boot loaders still pin the boot chain)")
+		warnings = append(warnings, "no kernel measured by GRUB was found: the policy has no kernel rule (the pinned PCRs and the boot loaders still pin the boot chain)")
+	}
+	if len(b.EFIApps) > 0 {
+		f.ReferenceValues["efi_apps"] = slices.Clone(b.EFIApps)
+		add(Rule{Name: "efi-apps", Claim: token.ClaimExecutables, Expr: "boot.efi_apps.all(d, d in refs.efi_apps)",
+			OnSuccess: &approved, OnFailure: contra, Message: "an EFI application (PCR 4: shim, GRUB, kernel) is not one the known-good machine ran",
+			Explain: `"not in refs.efi_apps: " + boot.efi_apps.filter(d, !(d in refs.efi_apps)).join(", ")`})
+	}
+	if len(b.GRUBFiles) > 0 {
+		// Every file GRUB measured, whatever its (unverified) name says it is: a kernel renamed
+		// to something else is still refused here.
+		f.ReferenceValues["grub_files"] = slices.Clone(b.GRUBFiles)
+		add(Rule{Name: "grub-files", Claim: token.ClaimExecutables, Expr: "boot.grub_files.all(d, d in refs.grub_files)",
+			OnSuccess: &approved, OnFailure: contra, Message: "a file GRUB measured in PCR 9 (kernel, initrd, grub.cfg, grubenv, module) is not one the known-good machine read",
+			Explain: `"not in refs.grub_files: " + boot.grub_files.filter(d, !(d in refs.grub_files)).join(", ")`})
 	}
 	if b.KernelCmdlineDigest != "" {
 		f.ReferenceValues["kernel_cmdlines"] = []string{b.KernelCmdlineDigest}
@@ -97,19 +129,20 @@ func Learn(s *evidence.State, o LearnOptions) (*File, []string, error) {
 			OnSuccess: &affirm, OnFailure: contra, Message: "the kernel command line is not the known-good machine's",
 			Explain: `"kernel command line: " + boot.kernel_cmdline`})
 	}
-	for _, lp := range learnedPCRs {
-		v, ok := in.pcrs["sha256"][strconv.Itoa(lp.pcr)]
-		if !ok || !slices.Contains(s.LoggedPCRs, uint32(lp.pcr)) {
+	for _, pcr := range s.LoggedPCRs {
+		v, ok := in.pcrs["sha256"][strconv.Itoa(int(pcr))]
+		if !ok {
 			continue
 		}
-		set, k := "pcr"+strconv.Itoa(lp.pcr), strconv.Itoa(lp.pcr) // a PCR missing from the quote fails the rule
+		claim, what := pcrMeaning(pcr)
+		set, k := "pcr"+strconv.Itoa(int(pcr)), strconv.Itoa(int(pcr)) // a PCR missing from the quote fails the rule
 		f.ReferenceValues[set] = []string{v}
 		val := approved
-		if lp.claim != token.ClaimExecutables {
+		if claim != token.ClaimExecutables {
 			val = affirm
 		}
-		add(Rule{Name: set, Claim: lp.claim, Expr: `pcrs.sha256["` + k + `"] in refs.` + set,
-			OnSuccess: &val, OnFailure: contra, Message: "PCR " + k + " (" + lp.what + ") is not the known-good machine's"})
+		add(Rule{Name: set, Claim: claim, Expr: `pcrs.sha256["` + k + `"] in refs.` + set,
+			OnSuccess: &val, OnFailure: contra, Message: "PCR " + k + " (" + what + ") is not the known-good machine's"})
 	}
 	if err := f.validate(); err != nil {
 		return nil, nil, err

@@ -23,8 +23,14 @@ type Appraisal struct {
 	PolicyID string
 	// Failures lists the rules that did not hold, in words an operator can act on.
 	Failures []Failure
-	// ReferenceValues lists the hex digests of the reference values the evidence matched.
+	// ReferenceValues lists (sorted, unique, lowercase hex) the reference values the evidence
+	// matched; the token carries them (submods.tpm.measurements.reference_values).
 	ReferenceValues []string
+	// Measured lists (sorted, unique, lowercase hex), when a rule reads a reference-value set,
+	// every event digest of PCRs 0-9 the appraisal vouched for. The issuer records them with
+	// the token's status entry, not in the token, so that revoking any of them later
+	// (revoke --reference-value) finds the token while tokens stay small.
+	Measured []string
 }
 
 // Failure is one rule that did not hold.
@@ -43,13 +49,11 @@ func (a *Appraisal) Finish() *Appraisal {
 	return a
 }
 
-// Set records claim = value, keeping the worse value when the claim is already set.
+// Set records claim = value, keeping the worse value when the claim is already set, as rules
+// do (a "none" value never erases an affirming, warning or contraindicated one).
 func (a *Appraisal) Set(claim string, value int8) {
 	if a.Vector == nil {
 		a.Vector = token.TrustworthinessVector{}
 	}
-	old, ok := a.Vector[claim]
-	if !ok || token.TierOf(value).Worse(token.TierOf(old)) || token.TierOf(old) == token.TierNone {
-		a.Vector[claim] = value
-	}
+	combine(a.Vector, claim, value)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -11,7 +12,9 @@ import (
 
 	"github.com/google/go-eventlog/tcg"
 
+	"github.com/passport-attest/passport/eventlog"
 	"github.com/passport-attest/passport/evidence"
+	"github.com/passport-attest/passport/internal/logforge"
 	"github.com/passport-attest/passport/internal/testenv"
 	"github.com/passport-attest/passport/policy"
 	"github.com/passport-attest/passport/refvalues"
@@ -146,7 +149,8 @@ func isGRUBApp(pcr, typ uint32, data []byte) bool {
 }
 
 // TestChangedKernelRefused: the known-good log with one changed kernel digest is refused by
-// the kernel rule, whose reason shows the unknown digest.
+// the kernel rule, whose reason shows the unknown digest, by the grub-files rule and by the
+// pinned PCR 9.
 func TestChangedKernelRefused(t *testing.T) {
 	log := testenv.EventLog(t, testenv.DefaultLog)
 	p := mustNew(t, learn(t, bareState(t, log)), nil)
@@ -155,8 +159,8 @@ func TestChangedKernelRefused(t *testing.T) {
 	if a.Status != token.TierContraindicated {
 		t.Fatalf("status %v, want contraindicated", a.Status)
 	}
-	if got := failed(a); !slices.Equal(got, []string{"kernel"}) {
-		t.Fatalf("failed rules %v, want exactly [kernel]", got)
+	if got := failed(a); !slices.Equal(got, []string{"kernel", "grub-files", "pcr9"}) {
+		t.Fatalf("failed rules %v, want exactly [kernel grub-files pcr9]", got)
 	}
 	f := failure(a, "kernel")
 	if !strings.Contains(f.Reason, digest) || !strings.Contains(f.Reason, "not one the known-good machine booted") || f.Claim != token.ClaimExecutables {
@@ -168,14 +172,14 @@ func TestChangedKernelRefused(t *testing.T) {
 }
 
 // TestChangedBootloaderRefused: one changed GRUB (EFI application) digest is refused by the
-// bootloaders rule and by PCR 4.
+// bootloaders and efi-apps rules and by PCR 4.
 func TestChangedBootloaderRefused(t *testing.T) {
 	log := testenv.EventLog(t, testenv.DefaultLog)
 	p := mustNew(t, learn(t, bareState(t, log)), nil)
 	bad, digest := withChangedDigest(t, log, isGRUBApp)
 	a := p.Appraise(bareState(t, bad))
-	if got := failed(a); a.Status != token.TierContraindicated || !slices.Equal(got, []string{"bootloaders", "pcr4"}) {
-		t.Fatalf("%v %v, want contraindicated by [bootloaders pcr4]", a.Status, got)
+	if got := failed(a); a.Status != token.TierContraindicated || !slices.Equal(got, []string{"bootloaders", "efi-apps", "pcr4"}) {
+		t.Fatalf("%v %v, want contraindicated by [bootloaders efi-apps pcr4]", a.Status, got)
 	}
 	if f := failure(a, "bootloaders"); !strings.Contains(f.Reason, digest) {
 		t.Errorf("bootloaders reason does not show the unknown digest: %s", f.Reason)
@@ -193,22 +197,25 @@ func TestRevokedValueRefused(t *testing.T) {
 	snap := &refvalues.Snapshot{Revoked: map[string]refvalues.Revocation{kernel: {Digest: kernel, Reason: "CVE-2026-1234", RevokedAt: at}}}
 	p := mustNew(t, f, snap)
 	a := p.Appraise(st)
-	if got := failed(a); a.Status != token.TierContraindicated || !slices.Equal(got, []string{policy.RevokedRule, "kernel"}) {
-		t.Fatalf("%v %v, want contraindicated by [%s kernel]", a.Status, got, policy.RevokedRule)
+	if got := failed(a); a.Status != token.TierContraindicated || !slices.Equal(got, []string{policy.RevokedRule, "kernel", "grub-files"}) {
+		t.Fatalf("%v %v, want contraindicated by [%s kernel grub-files]", a.Status, got, policy.RevokedRule)
 	}
 	r := failure(a, policy.RevokedRule)
-	for _, want := range []string{kernel, "CVE-2026-1234", "PCR 9", "EV_IPL"} {
+	// The event's position in the log, numbered as tpm2_eventlog and the eventlog package do
+	// (Spec ID Event = 0), not among go-tpm-tools' verified events (100).
+	for _, want := range []string{kernel, "CVE-2026-1234", "event 101 (PCR 9, EV_IPL)"} {
 		if !strings.Contains(r.Reason, want) {
 			t.Errorf("revocation reason lacks %q: %s", want, r.Reason)
 		}
 	}
-	if slices.Contains(a.ReferenceValues, kernel) {
-		t.Error("a revoked value is listed as matched")
+	if !slices.Contains(a.Measured, kernel) {
+		t.Error("the revoked kernel the evidence measured is not recorded")
 	}
 	if got := p.Revoked(); len(got) != 1 || got[0].Digest != kernel {
 		t.Errorf("Revoked() = %+v", got)
 	}
-	// A revoked digest that no set holds (GRUB's grub.cfg measurement) is refused too.
+	// Revoking another measured file (GRUB's grub.cfg, which only refs.grub_files holds) is
+	// refused too.
 	var cfg string
 	for _, e := range st.Machine.GetRawEvents() {
 		if e.GetPcrIndex() == 9 && bytes.Contains(e.GetData(), []byte("grub.cfg")) {
@@ -217,8 +224,20 @@ func TestRevokedValueRefused(t *testing.T) {
 		}
 	}
 	a = mustNew(t, f, &refvalues.Snapshot{Revoked: map[string]refvalues.Revocation{cfg: {Digest: cfg, RevokedAt: at}}}).Appraise(st)
-	if got := failed(a); !slices.Equal(got, []string{policy.RevokedRule}) {
-		t.Fatalf("revoked unlisted digest: failed %v", got)
+	if got := failed(a); !slices.Equal(got, []string{policy.RevokedRule, "grub-files"}) {
+		t.Fatalf("revoked grub.cfg digest: failed %v", got)
+	}
+	parsed, err := eventlog.Parse(testenv.EventLog(t, testenv.DefaultLog))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range parsed.Events {
+		if hex.EncodeToString(e.Digests[eventlog.SHA256]) == cfg {
+			if want := fmt.Sprintf("event %d (PCR 9, EV_IPL)", e.Seq); !strings.Contains(failure(a, policy.RevokedRule).Reason, want) {
+				t.Errorf("grub.cfg revocation does not say %q: %s", want, failure(a, policy.RevokedRule).Reason)
+			}
+			break
+		}
 	}
 	// Without the revocation the same machine is affirmed.
 	if a := mustNew(t, f, nil).Appraise(st); a.Status != token.TierAffirming || !slices.Contains(a.ReferenceValues, kernel) {
@@ -384,5 +403,87 @@ func TestStarterPolicyMigrated(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestKernelSwapRefused is the kernel-swap attack: the real kernel's PCR 9 event is renamed
+// (event names are not covered by the quote) and carries an unknown digest, and an event with
+// the known-good kernel's digest and name is appended. The name-based kernel rule is fooled
+// (boot.kernel is the good digest), but the learned policy refuses the log through the rules
+// that do not trust names: every GRUB file in refs.grub_files, and the pinned PCR 9.
+func TestKernelSwapRefused(t *testing.T) {
+	log := testenv.EventLog(t, testenv.DefaultLog)
+	f := learn(t, bareState(t, log))
+	p := mustNew(t, f, nil)
+	bad, digest, err := logforge.KernelSwap(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := p.Appraise(bareState(t, bad))
+	if got := failed(a); a.Status != token.TierContraindicated || !slices.Equal(got, []string{"grub-files", "pcr9"}) {
+		t.Fatalf("%v %v, want contraindicated by [grub-files pcr9]", a.Status, got)
+	}
+	if r := failure(a, "grub-files").Reason; !strings.Contains(r, hex.EncodeToString(digest)) {
+		t.Errorf("grub-files reason does not show the swapped kernel: %s", r)
+	}
+	if a.Vector[token.ClaimExecutables] != token.ValueContraindicated {
+		t.Errorf("executables = %d", a.Vector[token.ClaimExecutables])
+	}
+}
+
+// TestAppraisalRecordsMeasuredDigests: an affirmed appraisal records every event digest of
+// PCRs 0-9 (deduplicated) and the matched PCR values, so a token can be found by a measurement
+// no set holds (a GRUB command, vouched for through the pinned PCR 8) once it is revoked; PCR
+// 10 and above are not recorded, and a policy without reference-value rules records nothing.
+func TestAppraisalRecordsMeasuredDigests(t *testing.T) {
+	st := bareState(t, testenv.EventLog(t, testenv.DefaultLog))
+	f := learn(t, st)
+	a := mustNew(t, f, nil).Appraise(st)
+	if a.Status != token.TierAffirming {
+		t.Fatalf("%v %v", a.Status, failed(a))
+	}
+	want := map[string]bool{}
+	for _, e := range st.Machine.GetRawEvents() {
+		if e.GetPcrIndex() <= 9 {
+			want[hex.EncodeToString(e.GetDigest())] = true
+		}
+	}
+	for _, p := range st.LoggedPCRs {
+		want[hex.EncodeToString(st.PCRs[p])] = true
+	}
+	recorded := slices.Concat(a.ReferenceValues, a.Measured)
+	slices.Sort(recorded)
+	recorded = slices.Compact(recorded)
+	for d := range want {
+		if !slices.Contains(recorded, d) {
+			t.Errorf("measured digest %s not recorded", d)
+		}
+	}
+	if len(recorded) > len(want) || !slices.IsSorted(a.Measured) || len(slices.Compact(slices.Clone(a.Measured))) != len(a.Measured) {
+		t.Errorf("%d recorded values (want at most %d, measured sorted and unique)", len(recorded), len(want))
+	}
+	var grubCmd string
+	for _, e := range st.Machine.GetRawEvents() {
+		if e.GetPcrIndex() == 8 && bytes.HasPrefix(e.GetData(), []byte("grub_cmd")) {
+			grubCmd = hex.EncodeToString(e.GetDigest())
+			break
+		}
+	}
+	for name, vals := range f.ReferenceValues {
+		if slices.Contains(vals, grubCmd) {
+			t.Fatalf("the GRUB command %s is in refs.%s: pick another", grubCmd, name)
+		}
+	}
+	if grubCmd == "" || !slices.Contains(a.Measured, grubCmd) {
+		t.Errorf("GRUB command digest %q not recorded", grubCmd)
+	}
+	size := 0
+	for _, d := range a.ReferenceValues {
+		size += len(d) + 3 // JSON: quotes and comma
+	}
+	t.Logf("%d digests recorded for revocation, %d matched reference values (about %d bytes of JSON) in the token", len(recorded), len(a.ReferenceValues), size)
+	plain := mustNew(t, &policy.File{Version: policy.FileVersion, Rules: []policy.Rule{{Name: "sb", Claim: token.ClaimConfiguration, Expr: "true", OnFailure: 96}}}, nil).Appraise(st)
+	if len(plain.ReferenceValues)+len(plain.Measured) != 0 {
+		t.Errorf("a policy without reference values recorded %d digests", len(plain.ReferenceValues)+len(plain.Measured))
 	}
 }

@@ -10,13 +10,13 @@ import (
 	"github.com/passport-attest/passport/token"
 )
 
-// severity orders AR4SI tiers for the test, independently of the token package: affirming <
-// warning < no claim < contraindicated (a "no claim" never affirms; draft-ietf-rats-ear
-// section 3.1.1 and token.Tier).
+// severity orders AR4SI values for the test, independently of the token package: no claim
+// (-1..1, neutral: it only stands where no rule said more) < affirming < warning <
+// contraindicated (draft-ietf-rats-ear section 3.1.1).
 func severity(v int8) int {
 	switch {
 	case v >= -1 && v <= 1:
-		return 2
+		return -1
 	case (v >= 2 && v <= 31) || (v >= -32 && v <= -2):
 		return 0
 	case (v >= 32 && v <= 95) || (v >= -96 && v <= -33):
@@ -27,7 +27,8 @@ func severity(v int8) int {
 
 // TestStatusNeverBetterThanWorstClaim is a property test over 600 random policies (1 to 8
 // rules, random claims, outcomes and values) on a real log's State: each claim holds the worst
-// value any rule set for it, and the status is exactly the worst tier among the claims that say
+// non-none value any rule set for it (a no_claim never erases a warning or an affirmation),
+// and the status is exactly the worst tier among the claims that say
 // something (affirming when none does): never better than the worst claim.
 func TestStatusNeverBetterThanWorstClaim(t *testing.T) {
 	st := bareState(t, testenv.EventLog(t, testenv.DefaultLog))
@@ -95,5 +96,39 @@ func TestStatusNeverBetterThanWorstClaim(t *testing.T) {
 		if a.Status != wantStatus {
 			t.Fatalf("iteration %d: status %v, want %v (vector %v)", iter, a.Status, wantStatus, a.Vector)
 		}
+	}
+}
+
+// TestNoClaimKeepsWarning is the case of the review: a warning rule on hardware and a failed
+// ak-hardware rule (no_claim, as learned policies have on a bare log) keep hardware = warning
+// and the status warning, in either rule order; a no_claim does not erase an affirmation
+// either.
+func TestNoClaimKeepsWarning(t *testing.T) {
+	st := bareState(t, testenv.EventLog(t, testenv.DefaultLog))
+	warn := policy.Rule{Name: "old-tpm", Claim: token.ClaimHardware, Expr: "false", OnFailure: policy.Value(token.ValueUnsafe)}
+	ak := policy.Rule{Name: "ak-hardware", Claim: token.ClaimHardware, Expr: `ak.trust in ["allowlist", "certificate", "enrolled"]`, OnFailure: policy.Value(token.ValueNoClaim)}
+	affirm := policy.Value(token.ValueAffirming)
+	ok := policy.Rule{Name: "ok", Claim: token.ClaimHardware, Expr: "true", OnSuccess: &affirm, OnFailure: policy.Value(token.ValueContraindicated)}
+	for _, tc := range []struct {
+		rules  []policy.Rule
+		value  int8
+		status token.Tier
+	}{
+		{[]policy.Rule{warn, ak}, token.ValueUnsafe, token.TierWarning},
+		{[]policy.Rule{ak, warn}, token.ValueUnsafe, token.TierWarning},
+		{[]policy.Rule{ok, ak}, token.ValueAffirming, token.TierAffirming},
+		{[]policy.Rule{ak, ok}, token.ValueAffirming, token.TierAffirming},
+		{[]policy.Rule{ak}, token.ValueNoClaim, token.TierAffirming},
+	} {
+		a := mustNew(t, &policy.File{Version: policy.FileVersion, Rules: tc.rules}, nil).Appraise(st)
+		if a.Vector[token.ClaimHardware] != tc.value || a.Status != tc.status {
+			t.Errorf("rules %v: hardware = %d, status %v; want %d, %v", tc.rules, a.Vector[token.ClaimHardware], a.Status, tc.value, tc.status)
+		}
+	}
+	var a policy.Appraisal
+	a.Set(token.ClaimHardware, token.ValueUnsafe)
+	a.Set(token.ClaimHardware, token.ValueNoClaim)
+	if a.Finish().Status != token.TierWarning {
+		t.Errorf("Appraisal.Set: no_claim erased a warning: %v", a.Vector)
 	}
 }
