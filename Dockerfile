@@ -16,6 +16,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates
  && groupadd -g 65532 passport && useradd -u 65532 -g 65532 -M -s /usr/sbin/nologin passport
 COPY --from=build /out/passport /usr/local/bin/passport
 USER 65532:65532
-EXPOSE 8443 9090 9443
+# issuer: 8443 public, 9443 admin, 9090 metrics; kbs: 8444 public, 8445 admin, 9091 metrics
+EXPOSE 8443 9443 9090 8444 8445 9091
 ENTRYPOINT ["/usr/local/bin/passport"]
 CMD ["serve", "--config", "/etc/passport/config/passport.yaml"]

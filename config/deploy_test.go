@@ -23,9 +23,14 @@ func loadBoth(t *testing.T, path string) {
 	if _, err := config.Load(fs, config.SectionServe, path, env(nil)); err != nil {
 		t.Errorf("%s serve: %v", path, err)
 	}
+	// config.KBS's flags are the whole kbs command (cmd/passport TestKBSFlagsAreTheConfigSchema
+	// keeps them so), plus --config and --print-config, which a file may not set.
 	k := config.DefaultKBS()
 	kfs := pflag.NewFlagSet("kbs", pflag.ContinueOnError)
 	k.RegisterFlags(kfs)
+	var cfgPath string
+	var printCfg bool
+	config.RegisterMeta(kfs, &cfgPath, &printCfg)
 	if _, err := config.Load(kfs, config.SectionKBS, path, env(nil)); err != nil {
 		t.Errorf("%s kbs: %v", path, err)
 	}

@@ -66,6 +66,11 @@ type Config struct {
 	Proofs *dpop.Verifier
 	// Audit receives one line per decision (see Broker.Release); nil means slog.Default().
 	Audit *slog.Logger
+	// Observe, when set, is called once per decision with the audit line's decision
+	// ("release" or "refuse"), reason (a fixed word) and rule (the governing policy rule's
+	// resource glob, "" when no rule was reached). None of them is a client's input, so they
+	// fit metric labels: metrics.Metrics.KBSRelease has this signature.
+	Observe func(decision, reason, rule string)
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 	// PublicURL is the broker's external base URL as clients address it (e.g.
@@ -381,6 +386,7 @@ func (b *Broker) audit(ctx context.Context, d *decision, rel *Release, err error
 		attrs = append(attrs, slog.String("decision", "release"), slog.String("reason", "granted"),
 			slog.Int("status", http.StatusOK), slog.String("alg", string(rel.Algorithm)))
 		b.cfg.Audit.LogAttrs(ctx, slog.LevelInfo, "secret released", attrs...)
+		b.observe("release", "granted", d.rule)
 		return
 	}
 	var rf *Refusal
@@ -393,4 +399,11 @@ func (b *Broker) audit(ctx context.Context, d *decision, rel *Release, err error
 		attrs = append(attrs, slog.String("error", rf.Err.Error()))
 	}
 	b.cfg.Audit.LogAttrs(ctx, slog.LevelWarn, "release refused", attrs...)
+	b.observe("refuse", rf.Reason, d.rule)
+}
+
+func (b *Broker) observe(decision, reason, rule string) {
+	if b.cfg.Observe != nil {
+		b.cfg.Observe(decision, reason, rule)
+	}
 }

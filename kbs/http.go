@@ -11,6 +11,10 @@ import (
 	"github.com/passport-attest/passport/dpop"
 )
 
+// RetryAfterUnavailable is the Retry-After (seconds, RFC 9110 section 10.2.3) of every 503
+// temporarily_unavailable refusal (issuer keys, revocation status or secret store unavailable).
+const RetryAfterUnavailable = "2"
+
 // Realm is the realm of the broker's WWW-Authenticate challenges.
 const Realm = "passport-kbs"
 
@@ -87,6 +91,9 @@ func WriteRefusal(w http.ResponseWriter, err error) {
 		}
 		h.Add("WWW-Authenticate", c)
 		h.Add("WWW-Authenticate", `Bearer realm="`+Realm+`"`)
+	}
+	if rf.Status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", RetryAfterUnavailable)
 	}
 	code := rf.Code
 	if code == "" {

@@ -18,7 +18,9 @@
 //	rp_jwks_fetch_seconds                        histogram
 //	rp_token_cache_lookups_total{result}         counter  hit, miss: the hit ratio is
 //	                                                      rate(..{result="hit"}) / rate(..)
-//	kbs_releases_total{decision}                 counter  (for the key broker) e.g. released, denied
+//	kbs_releases_total{decision,reason,rule}     counter  key broker decisions: decision "release" or
+//	                                                      "refuse", reason the audit word, rule the
+//	                                                      policy rule's resource glob
 //
 // plus the Go runtime and process collectors.
 package metrics
@@ -108,8 +110,8 @@ func New() *Metrics {
 			Name: "passport_rp_token_cache_lookups_total", Help: "Relying-party verified-token cache lookups by result (hit, miss).",
 		}, []string{"result"}),
 		kbsReleases: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "passport_kbs_releases_total", Help: "Key broker resource requests by decision.",
-		}, []string{"decision"}),
+			Name: "passport_kbs_releases_total", Help: "Key broker resource requests by decision (release, refuse), reason and governing policy rule.",
+		}, []string{"decision", "reason", "rule"}),
 	}
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.attestations, m.steps, m.requests, m.inflight, m.rateLimited, m.nonceErrors, m.statusErrors,
@@ -195,11 +197,21 @@ func (m *Metrics) TokenCache(hit bool) {
 	}
 }
 
-// KBSRelease counts one key broker decision (a small fixed set such as "released",
-// "denied_policy", "unauthorized", "not_found"; never a resource name chosen by a client).
-func (m *Metrics) KBSRelease(decision string) {
+// RuleNone labels a key broker decision taken before any policy rule governed the request
+// (a malformed resource name, a missing or invalid token).
+const RuleNone = "none"
+
+// KBSRelease counts one key broker decision: decision "release" or "refuse", reason the
+// broker's audit word (a fixed set: "granted", "policy", "revoked", "no_token", ...), rule the
+// resource glob of the policy rule that governed the request (from the operator's policy file,
+// "" becoming RuleNone). Never a resource name chosen by a client: the label sets stay bounded.
+// Its signature fits kbs.Config.Observe.
+func (m *Metrics) KBSRelease(decision, reason, rule string) {
 	if m == nil {
 		return
 	}
-	m.kbsReleases.WithLabelValues(decision).Inc()
+	if rule == "" {
+		rule = RuleNone
+	}
+	m.kbsReleases.WithLabelValues(decision, reason, rule).Inc()
 }

@@ -75,7 +75,7 @@ func TestNilMetricsRecordNothing(t *testing.T) {
 	m.Attestation("nonce_reused")
 	m.Step("verify", time.Millisecond)
 	m.TokenCache(true)
-	m.KBSRelease("released")
+	m.KBSRelease("release", "granted", "")
 	m.JWKSFetch(metrics.ResultOK, time.Millisecond)
 	m.StatusListStoreError("revoke")
 	m.RateLimited("POST /v1/challenge")

@@ -8,7 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/passport-attest/passport/api"
+	"github.com/passport-attest/passport/attester"
 	"github.com/passport-attest/passport/internal/testenv"
 )
 
@@ -79,6 +82,26 @@ func TestKBSRefusesRevokedToken(t *testing.T) {
 	}
 	if _, err := run(ctx, t, "revoke", "--admin", "http://"+adminAddr, "--credential", cred, "--jti", claims.JTI); err != nil {
 		t.Fatalf("revoke: %v", err)
+	}
+	// The broker learns the revocation from the issuer's pushed event (its status list copy is
+	// fresh for the list's ttl): wait for it to refuse the saved token, with a liveness
+	// deadline only.
+	savedTok, savedKey, err := attester.LoadToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc := &attester.KBSClient{URL: kbsURL}
+	id, _ := api.ParseResourceID("default/key/disk")
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := kc.Fetch(ctx, id, savedTok, savedKey); err != nil {
+			if !strings.Contains(err.Error(), "revoked") {
+				t.Fatalf("saved token refused for another reason: %v", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the broker still releases the secret to the revoked token")
+		}
 	}
 	// The saved token is reused while fresh: the broker must now refuse it. attest --token
 	// replaces a token the broker refuses with 401 by one fresh attestation, so the fetch

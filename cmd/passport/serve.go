@@ -137,6 +137,7 @@ func serve(ctx context.Context, f serveFlags, logOut io.Writer, onReady func(url
 		if err != nil {
 			return err
 		}
+		warnPlainAdmin(log, f.AdminAddr, adminTLS != nil)
 		aln, err := net.Listen("tcp", f.AdminAddr)
 		if err != nil {
 			return err
