@@ -19,7 +19,8 @@ import (
 	"github.com/passport-attest/passport/token"
 )
 
-// benchExtraRules bring the policy learned from a real log to 20 rules, with the kinds of
+// benchExtraRules add to the policy learned from a real log (20 rules: pinned PCRs and
+// per-event reference values) the kinds of
 // checks operators add by hand: PCR coverage, command-line hygiene, platform, TPM clock, event
 // counts by type.
 var benchExtraRules = []policy.Rule{
@@ -43,7 +44,8 @@ var benchExtraRules = []policy.Rule{
 		OnFailure: policy.Value(token.ValueContraindicated), Message: "the firmware did not measure a separator in each of PCRs 0 to 6"},
 }
 
-// benchPolicy learns a policy from st and adds benchExtraRules (20 rules in all).
+// benchPolicy learns a policy from st and adds benchExtraRules (29 rules in all for the Ubuntu
+// log: more than the "about 20", so the figure is conservative).
 func benchPolicy(tb testing.TB, st *evidence.State) *policy.Policy {
 	tb.Helper()
 	f, _, err := policy.Learn(st, policy.LearnOptions{Name: "bench"})
@@ -55,8 +57,8 @@ func benchPolicy(tb testing.TB, st *evidence.State) *policy.Policy {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if n := len(p.Program().Rules()); n != 20 {
-		tb.Fatalf("bench policy has %d rules, want 20", n)
+	if n, want := len(p.Program().Rules()), len(f.Rules); n != want || n < 20 {
+		tb.Fatalf("bench policy has %d rules, want %d (at least 20)", n, want)
 	}
 	return p
 }
@@ -99,7 +101,7 @@ func quotedState(tb testing.TB, log string) *evidence.State {
 	return st
 }
 
-// BenchmarkAppraise evaluates a realistic 20-rule policy (learned from the real Ubuntu 21.04 log
+// BenchmarkAppraise evaluates a realistic policy of 29 rules (learned from the real Ubuntu 21.04 log
 // plus hand-written rules) on that log's verified State, as the issuer does once per
 // attestation: input built from the State, every rule, revocation scan, matched reference
 // values, status. Goal: under 20 us/eval.
