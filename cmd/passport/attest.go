@@ -103,6 +103,11 @@ func attestOnce(ctx context.Context, f attestFlags, a *attester.Attester) (*api.
 }
 
 func runAttest(ctx context.Context, f attestFlags, stdout io.Writer) error {
+	for _, p := range []string{f.out, f.out + ".key", f.token} {
+		if fi, err := os.Stat(p); p != "" && err == nil && fi.IsDir() {
+			return fmt.Errorf("%s is a directory: name a file for the token and its key", p)
+		}
+	}
 	if f.kbs != "" || f.token != "" {
 		return runFetch(ctx, f, stdout)
 	}

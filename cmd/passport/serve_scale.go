@@ -42,7 +42,7 @@ func addScaleFlags(fl *pflag.FlagSet, f *scaleFlags) {
 	fl.DurationVar(&f.statusListValidity, "status-list-validity", issuer.DefaultStatusListValidity, "exp - iat of status list tokens (offline relying parties use a list at most this long)")
 	fl.StringVar(&f.kek, "kek", "", "key-encryption key file (32 bytes, raw, hex or base64): share signing keys through --key-dir or --redis")
 	fl.StringVar(&f.keyDir, "key-dir", "", "directory holding the shared signing keys (sealed with --kek)")
-	fl.DurationVar(&f.rotationPeriod, "rotation-period", 24*time.Hour, "scheduled signing-key rotation interval (0: only `passport keys rotate`)")
+	fl.DurationVar(&f.rotationPeriod, "rotation-period", 24*time.Hour, "scheduled signing-key rotation interval (0: only on passport keys rotate)")
 }
 
 // openRedis opens the --redis URL (one server, redis+sentinel:// or redis+cluster://), checks

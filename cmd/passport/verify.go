@@ -36,7 +36,8 @@ discovery document and JWKS. Exit status 0 means valid; anything else prints the
 The token's status list entry (draft-ietf-oauth-status-list) is checked too: online, the
 issuer's list is fetched; offline, --status-list FILE gives the list, used up to
 --status-max-age after it was issued. A revoked token, or one whose status cannot be
-established, is refused.`,
+established, is refused. Offline without --status-list the status is not checked: the token
+is accepted with a warning on stderr.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if cmd.Flags().Changed("jwks") && f.jwksFile == "" {
