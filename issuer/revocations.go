@@ -23,10 +23,30 @@ type revocationHub struct {
 	mu     sync.Mutex
 	subs   map[chan store.RevocationEvent]struct{}
 	cancel context.CancelFunc
+
+	// done is closed by close: every stream ends, and streams opened later end at once.
+	done      chan struct{}
+	closeOnce sync.Once
 }
 
 func newRevocationHub(feed store.RevocationFeed, log *slog.Logger) *revocationHub {
-	return &revocationHub{feed: feed, log: log, subs: map[chan store.RevocationEvent]struct{}{}}
+	return &revocationHub{feed: feed, log: log, subs: map[chan store.RevocationEvent]struct{}{}, done: make(chan struct{})}
+}
+
+// close ends every event stream (now and later); it is safe to call more than once.
+func (h *revocationHub) close() { h.closeOnce.Do(func() { close(h.done) }) }
+
+// CloseStreams ends every GET /v1/revocations event stream this issuer serves, and makes
+// streams opened afterwards end right after their first "resync" event; other requests are
+// unaffected. http.Server.Shutdown waits for handlers to return but does not cancel their
+// contexts, so a server shutting down calls this as soon as the shutdown starts (register it
+// with http.Server.RegisterOnShutdown): followers then see the stream end (EOF) and reconnect
+// elsewhere instead of holding the shutdown for its whole grace period. Safe to call more
+// than once and concurrently; a no-op when the store pushes no revocations.
+func (is *Issuer) CloseStreams() {
+	if is.status.hub != nil {
+		is.status.hub.close()
+	}
 }
 
 // subscribe registers a client. The returned channel is closed when the client lags too far

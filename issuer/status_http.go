@@ -58,7 +58,8 @@ func (is *Issuer) handleStatusList(w http.ResponseWriter, r *http.Request) {
 // 9.2): first an event "resync" (re-read your lists: events before this moment were not
 // seen), then an event "revoked" with data {"uri", "idx"} for every revocation made through
 // any issuer sharing the store, "resync" again whenever the issuer's own feed had to
-// reconnect, and a comment line every 15 s. 501 when the store has no feed.
+// reconnect, and a comment line every 15 s. The stream ends when CloseStreams is called
+// (server shutdown). 501 when the store has no feed.
 func (is *Issuer) handleRevocations(w http.ResponseWriter, r *http.Request) {
 	if is.status.hub == nil {
 		writeJSON(w, http.StatusNotImplemented, &api.Error{Code: "not_implemented", Description: "this issuer's store pushes no revocations"})
@@ -89,6 +90,8 @@ func (is *Issuer) handleRevocations(w http.ResponseWriter, r *http.Request) {
 		var err error
 		select {
 		case <-r.Context().Done():
+			return
+		case <-is.status.hub.done: // CloseStreams: the server is shutting down
 			return
 		case <-tick.C:
 			if _, err = fmt.Fprint(w, ": ping\n\n"); err == nil {

@@ -120,6 +120,7 @@ func serve(ctx context.Context, f serveFlags, logOut io.Writer, onReady func(url
 		log.Warn("--trust-any-ak: every attestation key is trusted; tokens prove nothing about the hardware. Never use this in production.")
 	}
 	servers := []*serving.Server{serving.New("public", ln, o.publicHandler(is, f), f.Server, pubTLS, log)}
+	servers[0].HTTP.RegisterOnShutdown(is.CloseStreams) // revocation streams end when shutdown starts
 	if f.MetricsAddr != "" {
 		mln, err := net.Listen("tcp", f.MetricsAddr)
 		if err != nil {

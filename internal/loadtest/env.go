@@ -43,6 +43,7 @@ type env struct {
 	keyring *jwks.Keyring // the issuers' signing key (public part used by relying parties)
 	keyFile string
 	akFile  string
+	admin   string // the issuers' admin credential (revocations.go)
 }
 
 // issuerProc is one `passport serve` child process on a fixed loopback port.
@@ -53,6 +54,9 @@ type issuerProc struct {
 	cmd  *exec.Cmd
 	done chan struct{}
 	log  *os.File
+
+	// adminPort is the loopback port of its admin API (POST /admin/v1/revoke).
+	adminPort int
 }
 
 func (p *issuerProc) url() string { return "http://127.0.0.1:" + strconv.Itoa(p.port) }
@@ -100,6 +104,10 @@ func newEnv(cfg Config, issuerArgs []string, redisArgs []string) (*env, error) {
 		return nil, err
 	}
 	e.keyring = jwks.NewKeyring(key)
+	credFile, err := e.writeAdminCredential()
+	if err != nil {
+		return nil, err
+	}
 
 	e.redis = &redisproc.Server{Dir: filepath.Join(dir, "redis"), Args: redisArgs}
 	if err := os.MkdirAll(e.redis.Dir, 0o700); err != nil {
@@ -113,11 +121,16 @@ func newEnv(cfg Config, issuerArgs []string, redisArgs []string) (*env, error) {
 		if err != nil {
 			return nil, err
 		}
+		adminPort, err := redisproc.FreePort()
+		if err != nil {
+			return nil, err
+		}
 		args := append([]string{"serve", "--addr", "127.0.0.1:" + strconv.Itoa(port), "--issuer-url", IssuerURL,
 			"--redis", e.redis.URL(), "--ak-allowlist", e.akFile, "--signing-key", e.keyFile,
-			"--nonce-ttl", "5m", "--log-level", "warn", "--shutdown-timeout", "10s"}, issuerArgs...)
+			"--nonce-ttl", "5m", "--log-level", "warn", "--shutdown-timeout", "10s",
+			"--admin-addr", "127.0.0.1:" + strconv.Itoa(adminPort), "--admin-credential", credFile}, issuerArgs...)
 		// Scenarios that never restart Redis run it without persistence: serve warns.
-		p := &issuerProc{bin: cfg.Binary, args: args, port: port}
+		p := &issuerProc{bin: cfg.Binary, args: args, port: port, adminPort: adminPort}
 		p.log, err = os.Create(filepath.Join(dir, fmt.Sprintf("issuer%d.log", i)))
 		if err != nil {
 			return nil, err

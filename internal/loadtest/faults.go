@@ -26,6 +26,7 @@ type live struct {
 	mu       sync.Mutex
 	spent    [][]*prepared // successful evidence per attester, for replays
 	rp       *relyingParties
+	tokens   []string // the first maxSampled tokens issued, for revocation checks (revocations.go)
 }
 
 // runLive runs attesters for d; pace > 0 makes each attester wait that long between
@@ -94,6 +95,9 @@ func (l *live) once(ctx context.Context, i int, a *attester) {
 		l.rp.offer(o.token)
 		l.mu.Lock()
 		l.spent[i] = append(l.spent[i], p)
+		if len(l.tokens) < maxSampled {
+			l.tokens = append(l.tokens, o.token)
+		}
 		l.mu.Unlock()
 		return
 	}
@@ -134,7 +138,10 @@ func (l *live) replayAll(ctx context.Context, r *Result) {
 
 // RedisRestart kills the issuers' Redis (SIGKILL) a third of the way through a live run and
 // restarts it one second later, with append-only persistence (fsync every second, the Redis
-// default for AOF), then replays every spent piece of evidence.
+// default for AOF). Just before the kill it revokes a sample of the tokens issued so far
+// through the admin API; after the run it checks the revoked and a non-revoked sample through
+// the issuers' status lists (lost and wrongly revoked tokens), then replays every spent piece
+// of evidence.
 func RedisRestart(ctx context.Context, cfg Config, fsync string) (*Result, error) {
 	e, err := newEnv(cfg, []string{"--challenge-rate", "0", "--redis-timeout", "500ms"},
 		[]string{"--appendonly", "yes", "--appendfsync", fsync})
@@ -145,8 +152,10 @@ func RedisRestart(ctx context.Context, cfg Config, fsync string) (*Result, error
 	r := &Result{Name: "redis-restart (appendfsync " + fsync + ")", Setup: fmt.Sprintf("%d attesters doing challenge + quote + attest, %d issuers, Redis with appendonly yes, appendfsync %s, killed with SIGKILL at %s and restarted 1 s later",
 		cfg.Attesters, cfg.Issuers, fsync, cfg.Duration/3)}
 	var killed, restarted time.Time
+	var sample *revocationSample
 	l, err := e.runLive(ctx, cfg.Duration, 0, func(l *live) {
 		time.Sleep(cfg.Duration / 3)
+		sample = e.revokeSample(ctx, l.sampled())
 		killed = time.Now()
 		e.redis.Stop()
 		time.Sleep(time.Second)
@@ -163,6 +172,9 @@ func RedisRestart(ctx context.Context, cfg Config, fsync string) (*Result, error
 		restarted.Sub(killed).Round(time.Millisecond), l.recovery(killed, restarted).Round(time.Millisecond), l.recovery(killed, killed).Round(time.Millisecond))
 	r.add("lost", "%d attestations refused with 503 while Redis was down (fail closed; the attesters retried), %d outstanding challenges lost (refused as nonce_reused after the restart); issued tokens live with the attesters and lose nothing",
 		l.st.codes["temporarily_unavailable"], l.st.codes["nonce_reused"])
+	if err := e.checkSample(ctx, sample, killed, r); err != nil {
+		return nil, err
+	}
 	l.replayAll(ctx, r)
 	e.memory(r)
 	return r, nil
