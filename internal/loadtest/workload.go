@@ -137,14 +137,6 @@ func (s *stats) add(d time.Duration, o outcome) {
 	s.codes[o.code]++
 }
 
-func (s *stats) errors() int {
-	n := 0
-	for _, c := range s.codes {
-		n += c
-	}
-	return n
-}
-
 // pct returns the p-th percentile (0-100) of the successful requests' latencies.
 func (s *stats) pct(p float64) time.Duration {
 	if len(s.lat) == 0 {
