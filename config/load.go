@@ -115,7 +115,11 @@ func excluded(f *pflag.Flag) bool { return f.Name == "help" || annotated(f, annE
 // (getenv, normally os.Getenv) or else from section of the YAML file at path (no file when path
 // is empty). It returns where each value came from and every problem found, joined: a file
 // that cannot be read or parsed, unknown top-level sections, unknown keys in section, and
-// values that do not parse as their flag's type. Flags keep their values on error.
+// values that do not parse as their flag's type, and set environment variables with the
+// section's prefix that name no flag (see UnknownEnv). Flags keep their values on error.
+//
+// The names checked for typos are those of the process environment (os.Environ) whose value
+// getenv also returns, so a getenv that is not os.Getenv (a test's map) sees only its own.
 func Load(fs *pflag.FlagSet, section, path string, getenv func(string) string) (Sources, error) {
 	var errs []error
 	file := map[string]yaml.Node{}
@@ -152,6 +156,13 @@ func Load(fs *pflag.FlagSet, section, path string, getenv func(string) string) (
 			src[f.Name] = FromDefault
 		}
 	})
+	var environ []string
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); getenv(k) != "" {
+			environ = append(environ, k)
+		}
+	}
+	errs = append(errs, UnknownEnv(fs, section, environ))
 	return src, errors.Join(errs...)
 }
 
