@@ -36,6 +36,7 @@ type KBS struct {
 	TLS             TLS           // tls-cert, tls-key: the public listener
 	AdminTLS        TLS           // admin-tls-cert, admin-tls-key: the admin listener
 	MetricsAddr     string        // metrics-addr: own listener for /metrics and probes
+	MetricsTLS      TLS           // metrics-tls-cert, metrics-tls-key: the metrics listener
 	JWKSTimeout     time.Duration // jwks-timeout: timeout of one request to the issuer (discovery, JWKS)
 	Server          Server        // server timeouts and shutdown grace
 	Log             Log           // log-level, log-format
@@ -80,6 +81,7 @@ func (k *KBS) RegisterFlags(fs *pflag.FlagSet) {
 	k.Server.register(fs)
 	k.Log.register(fs)
 	MarkURL(fs, "redis")
+	k.MetricsTLS.registerMetrics(fs)
 }
 
 // Validate checks every field and returns all problems at once (errors.Join), each naming the
@@ -142,12 +144,7 @@ func (k *KBS) Validate() error {
 	}
 	e.file("admin-credential", k.AdminCredential)
 	e.tls("admin-tls", k.AdminTLS)
-	if k.MetricsAddr != "" {
-		e.hostPort("metrics-addr", k.MetricsAddr, true)
-		if fixedPort(k.MetricsAddr) && (k.MetricsAddr == k.Addr || k.MetricsAddr == k.AdminAddr) {
-			e.add("metrics-addr", "must differ from addr and admin-addr")
-		}
-	}
+	e.metrics(k.MetricsAddr, k.MetricsTLS, k.Addr, k.AdminAddr)
 	e.positive("jwks-timeout", k.JWKSTimeout)
 	k.Server.validate(&e)
 	k.Log.validate(&e)

@@ -48,6 +48,7 @@ type Serve struct {
 	AdminTLS        TLS           // admin-tls-cert, admin-tls-key
 	AdminClientCA   string        // admin-client-ca: PEM CA bundle; admin clients must present a certificate it signed
 	MetricsAddr     string        // metrics-addr: own listener for /metrics; on the public listener when empty
+	MetricsTLS      TLS           // metrics-tls-cert, metrics-tls-key: the metrics listener
 	Server          Server        // server timeouts and shutdown grace
 	Limits          Limits        // challenge rate limits
 	Log             Log           // log-level, log-format
@@ -162,6 +163,29 @@ func (s *Serve) RegisterFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&s.Limits.ChallengeClients, "challenge-clients", s.Limits.ChallengeClients, "client IPs whose challenge buckets are remembered (least recently seen evicted)")
 	s.Log.register(fs)
 	MarkURL(fs, "redis")
+	s.MetricsTLS.registerMetrics(fs)
+}
+
+// registerMetrics adds --metrics-tls-cert and --metrics-tls-key, bound to t.
+func (t *TLS) registerMetrics(fs *pflag.FlagSet) {
+	fs.StringVar(&t.Cert, "metrics-tls-cert", t.Cert, "PEM certificate chain of the --metrics-addr listener (HTTPS; reloaded when the file changes)")
+	fs.StringVar(&t.Key, "metrics-tls-key", t.Key, "PEM private key of --metrics-tls-cert")
+}
+
+// metrics checks metrics-addr and metrics-tls-*: HOST:PORT distinct from the other listeners,
+// and a certificate only with a listener of its own.
+func (e *errs) metrics(addr string, t TLS, others ...string) {
+	if addr == "" {
+		if t.Enabled() {
+			e.add("metrics-addr", "metrics-tls-* need a metrics listener (on the public listener, /metrics uses tls-*)")
+		}
+		return
+	}
+	e.hostPort("metrics-addr", addr, true)
+	if fixedPort(addr) && slices.Contains(others, addr) {
+		e.add("metrics-addr", "must differ from addr and admin-addr")
+	}
+	e.tls("metrics-tls", t)
 }
 
 func (v *Server) register(fs *pflag.FlagSet) {
@@ -253,12 +277,7 @@ func (s *Serve) Validate() error {
 	if s.AdminClientCA != "" && !s.AdminTLS.Enabled() {
 		e.add("admin-client-ca", "client certificates need TLS on the admin listener (admin-tls-cert, admin-tls-key)")
 	}
-	if s.MetricsAddr != "" {
-		e.hostPort("metrics-addr", s.MetricsAddr, true)
-		if fixedPort(s.MetricsAddr) && (s.MetricsAddr == s.Addr || s.MetricsAddr == s.AdminAddr) {
-			e.add("metrics-addr", "must differ from addr and admin-addr")
-		}
-	}
+	e.metrics(s.MetricsAddr, s.MetricsTLS, s.Addr, s.AdminAddr)
 	s.Server.validate(&e)
 	if s.Limits.ChallengeRate < 0 {
 		e.add("challenge-rate", "must not be negative")
