@@ -137,39 +137,20 @@ var specIDSignature = []byte("Spec ID Event03\x00")
 // other bytes after a 0xFFFFFFFF PCR index fail with ErrTrailingData. Event data whose size
 // fields do not fit the event fails with a *MalformedEventError (ErrMalformedEvent).
 func Parse(raw []byte) (*Log, error) {
-	if len(raw) == 0 {
-		return nil, ErrEmpty
-	}
-	if len(raw) > MaxSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(raw), MaxSize)
-	}
-	el, err := tcg.ParseEventLog(raw, tcg.ParseOpts{})
-	padded := false
+	el, banks, padded, err := parseFraming(raw)
 	if err != nil {
-		// go-eventlog stops at a 0xFFFFFFFF PCR index only when allowed to; whether what
-		// follows is genuine padding is checked below, once the events' sizes are known.
-		var perr error
-		if el, perr = tcg.ParseEventLog(raw, tcg.ParseOpts{AllowPadding: true}); perr != nil {
-			return nil, fmt.Errorf("eventlog: parse: %w", err)
-		}
-		padded = true
+		return nil, err
 	}
-	l := &Log{CryptoAgile: isCryptoAgile(raw)}
+	l := &Log{CryptoAgile: isCryptoAgile(raw), Banks: banks}
 	seq0 := 0
 	if l.CryptoAgile {
 		seq0 = 1
 	}
-	perBank := map[Bank][]tcg.Event{}
+	perBank := make(map[Bank][]tcg.Event, len(banks))
 	for _, a := range el.Algs {
-		b, ok := bankOf(a)
-		if !ok || slices.Contains(l.Banks, b) {
-			continue
+		if b, ok := bankOf(a); ok && perBank[b] == nil {
+			perBank[b] = el.Events(a)
 		}
-		l.Banks = append(l.Banks, b)
-		perBank[b] = el.Events(a)
-	}
-	if len(l.Banks) == 0 {
-		return nil, errors.New("eventlog: the log declares no SHA-1, SHA-256 or SHA-384 bank")
 	}
 	first := perBank[l.Banks[0]]
 	l.Events = make([]Event, len(first))
@@ -191,6 +172,63 @@ func Parse(raw []byte) (*Log, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// Validate runs every check of Parse on raw and returns the error Parse would return, without
+// building the Log: a caller that only needs the log refused or accepted (package evidence,
+// before go-tpm-tools parses the log itself) saves the per-event digest maps and copies. A
+// padded log (bytes after a 0xFFFFFFFF PCR index) takes Parse's full path.
+func Validate(raw []byte) error {
+	el, banks, padded, err := parseFraming(raw)
+	if err != nil {
+		return err
+	}
+	if padded {
+		_, err := Parse(raw)
+		return err
+	}
+	seq0 := 0
+	if isCryptoAgile(raw) {
+		seq0 = 1
+	}
+	alg := el.Algs[slices.IndexFunc(el.Algs, func(a register.HashAlg) bool { b, ok := bankOf(a); return ok && b == banks[0] })]
+	for i, e := range el.Events(alg) {
+		if err := checkEvent(e.Type, e.Data); err != nil {
+			return &MalformedEventError{Seq: i + seq0, PCR: e.Index, Type: e.Type, Err: err}
+		}
+	}
+	return nil
+}
+
+// parseFraming is the part of Parse that runs go-eventlog's parser: size limits, a second try
+// allowing 0xFFFFFFFF padding (padded reports it; the caller must then check the padding), and
+// the banks the log declares that this package knows, in the log's order (at least one).
+func parseFraming(raw []byte) (el *tcg.EventLog, banks []Bank, padded bool, err error) {
+	if len(raw) == 0 {
+		return nil, nil, false, ErrEmpty
+	}
+	if len(raw) > MaxSize {
+		return nil, nil, false, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(raw), MaxSize)
+	}
+	el, err = tcg.ParseEventLog(raw, tcg.ParseOpts{})
+	if err != nil {
+		// go-eventlog stops at a 0xFFFFFFFF PCR index only when allowed to; whether what
+		// follows is genuine padding is checked by the caller, once the events' sizes are known.
+		var perr error
+		if el, perr = tcg.ParseEventLog(raw, tcg.ParseOpts{AllowPadding: true}); perr != nil {
+			return nil, nil, false, fmt.Errorf("eventlog: parse: %w", err)
+		}
+		padded = true
+	}
+	for _, a := range el.Algs {
+		if b, ok := bankOf(a); ok && !slices.Contains(banks, b) {
+			banks = append(banks, b)
+		}
+	}
+	if len(banks) == 0 {
+		return nil, nil, false, errors.New("eventlog: the log declares no SHA-1, SHA-256 or SHA-384 bank")
+	}
+	return el, banks, padded, nil
 }
 
 // checkPadding accepts a crypto-agile log that go-eventlog parsed only by stopping at a

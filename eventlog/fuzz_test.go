@@ -10,9 +10,10 @@ import (
 	"github.com/passport-attest/passport/internal/testenv"
 )
 
-// FuzzParse feeds arbitrary bytes to Parse, Replay and Summarise, seeded with every real log
-// and a few small forged ones. Nothing may panic, a parsed log must replay on every bank it
-// declares, and no replayed value may have the wrong length.
+// FuzzParse feeds arbitrary bytes to Parse, Validate, Replay and Summarise, seeded with every
+// real log and a few small forged ones. Nothing may panic, Validate must return Parse's error,
+// a parsed log must replay on every bank it declares, and no replayed value may have the wrong
+// length.
 func FuzzParse(f *testing.F) {
 	for _, rl := range testenv.RealLogs(f) {
 		f.Add(rl.Data)
@@ -37,6 +38,9 @@ func FuzzParse(f *testing.F) {
 	}))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		l, err := eventlog.Parse(raw)
+		if verr := eventlog.Validate(raw); (verr == nil) != (err == nil) || (err != nil && verr.Error() != err.Error()) {
+			t.Fatalf("Validate says %v, Parse %v", verr, err)
+		}
 		if err != nil {
 			return
 		}

@@ -102,6 +102,9 @@ func TestSignatureListChecks(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			raw := crafted(t, c.value)
 			_, err := eventlog.Parse(raw)
+			if verr := eventlog.Validate(raw); (verr == nil) != (err == nil) || (err != nil && verr.Error() != err.Error()) {
+				t.Fatalf("Validate says %v, Parse %v", verr, err)
+			}
 			if c.want == "" {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -153,6 +156,9 @@ func TestEventStructureChecks(t *testing.T) {
 				logforge.Measure(2, uint32(c.typ), c.data, banks...),
 			})
 			_, err := eventlog.Parse(raw)
+			if verr := eventlog.Validate(raw); (verr == nil) != (err == nil) || (err != nil && verr.Error() != err.Error()) {
+				t.Fatalf("Validate says %v, Parse %v", verr, err)
+			}
 			if c.want == "" {
 				if err != nil {
 					t.Fatalf("refused: %v", err)

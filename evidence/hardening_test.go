@@ -323,6 +323,27 @@ func TestEventRules(t *testing.T) {
 			evs[i].Data[len(evs[i].Data)-1] ^= 1
 			return evs, i
 		}},
+		{"PCR6 separator data rewritten, digest recomputed", evidence.CheckEventType, 6, func(t *testing.T, evs []logforge.Event) ([]logforge.Event, int) {
+			// The digest is H(data), so rule 1 holds, and it is no well-known digest; go-eventlog
+			// checks separator data only in PCRs 0, 2, 4, 5 and 7. Only the EV_SEPARATOR data
+			// check (00000000h or FFFFFFFFh, PFP 10.4.1) refuses it.
+			i := find(evs, 6, tcg.Separator)
+			evs[i] = logforge.Measure(6, uint32(tcg.Separator), []byte{0, 0, 0, 1}, eventlog.SHA1, eventlog.SHA256, eventlog.SHA384)
+			return evs, i
+		}},
+		{"PCR5 ExitBootServices success action relabelled EV_EFI_GPT_EVENT", evidence.CheckEventType, 5, func(t *testing.T, evs []logforge.Event) ([]logforge.Event, int) {
+			// EV_EFI_GPT_EVENT is a bound type whose digest is still H(data) and is allowed after
+			// PCR5's separator, so rules 1 and 3 hold, and go-eventlog stops reading PCR5 at the
+			// ExitBootServices invocation: only the well-known EV_EFI_ACTION digest rule refuses it.
+			i := slices.IndexFunc(evs, func(e logforge.Event) bool {
+				return e.PCR == 5 && e.Type == uint32(tcg.EFIAction) && string(e.Data) == "Exit Boot Services Returned with Success"
+			})
+			if i < 0 {
+				t.Fatal("log has no PCR5 \"Exit Boot Services Returned with Success\" action")
+			}
+			evs[i].Type = uint32(tcg.EFIGPTEvent)
+			return evs, i
+		}},
 		{"event appended to PCR0 after its separator", evidence.CheckEventOrder, 0, func(t *testing.T, evs []logforge.Event) ([]logforge.Event, int) {
 			return append(evs, logforge.Measure(0, uint32(tcg.PostCode), []byte("late code"), eventlog.SHA1, eventlog.SHA256, eventlog.SHA384)), len(evs)
 		}},

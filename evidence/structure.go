@@ -7,7 +7,8 @@ import (
 	"github.com/passport-attest/passport/eventlog"
 )
 
-// checkLogStructure parses an event log with eventlog.Parse, whose structural checks refuse
+// checkLogStructure checks an event log with eventlog.Validate (Parse's checks without building
+// the parsed log), whose structural checks refuse
 // event data with size fields that do not fit it (eventlog.ErrMalformedEvent: a UEFI variable,
 // an EFI_SIGNATURE_LIST with a SignatureSize below 16, an image-load device path) and bytes
 // hidden after a padding marker (eventlog.ErrTrailingData). It runs before any go-tpm-tools or
@@ -15,7 +16,7 @@ import (
 // for one crafted db variable). Refusals are *Error values of CheckEventLog; for malformed event
 // data they name the PCR and the event's index in the log.
 func checkLogStructure(log []byte) error {
-	_, err := eventlog.Parse(log)
+	err := eventlog.Validate(log)
 	if err == nil {
 		return nil
 	}
