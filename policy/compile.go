@@ -75,6 +75,8 @@ type compiledRule struct {
 	terms   []term
 	sets    []string
 	needs   needs
+	// native, when set, decides success without CEL (see nativeCheck).
+	native *nativeCheck
 }
 
 // Program is a compiled policy file: every rule's CEL checked and planned once. It is immutable
@@ -146,7 +148,7 @@ func compileRule(e *cel.Env, f *File, r Rule) (*compiledRule, error) {
 	if !a.OutputType().IsExactType(types.BoolType) {
 		return nil, &LoadError{Rule: r.Name, Field: "expr", Err: fmt.Errorf("must be a bool expression, is %s", a.OutputType())}
 	}
-	cr := &compiledRule{Rule: r, prg: prg}
+	cr := &compiledRule{Rule: r, prg: prg, native: nativeFor(r.Expr)}
 	native := a.NativeRep()
 	var chains []ast.Expr
 	walk(native.Expr(), &cr.needs, &chains, &cr.sets)

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -16,6 +18,7 @@ import (
 	"cel.dev/cel-go/common/types/traits"
 	"cel.dev/cel-go/interpreter"
 	"github.com/google/go-eventlog/tcg"
+	pb "github.com/google/go-tpm-tools/proto/attest"
 
 	"github.com/passport-attest/passport/evidence"
 	"github.com/passport-attest/passport/refvalues"
@@ -27,8 +30,10 @@ import (
 // Engine swaps whole Policies).
 type Policy struct {
 	prog *Program
-	// refs is the CEL value of the variable refs: set name -> map digest -> true.
+	// refs is the CEL value of the variable refs: set name -> map digest -> true; sets holds
+	// the same maps for native checks.
 	refs ref.Val
+	sets map[string]map[string]any
 	// counts is the size of each effective set (for explanations).
 	counts map[string]int
 	// accepted maps every value of every set that is not revoked to its index in acceptedHex
@@ -75,7 +80,7 @@ func (p *Program) Bind(snap *refvalues.Snapshot) (*Policy, error) {
 	for name, vals := range snap.Sets {
 		sets[name] = append(sets[name], vals...)
 	}
-	pol := &Policy{prog: p, counts: map[string]int{}}
+	pol := &Policy{prog: p, counts: map[string]int{}, sets: map[string]map[string]any{}}
 	eff := &refvalues.Snapshot{Sets: map[string][]string{}, Revoked: revoked}
 	celSets := make(map[string]any, len(sets))
 	var all []string
@@ -98,6 +103,7 @@ func (p *Program) Bind(snap *refvalues.Snapshot) (*Policy, error) {
 		eff.Sets[name] = keep
 		pol.counts[name] = len(keep)
 		celSets[name] = types.NewStringInterfaceMap(types.DefaultTypeAdapter, m)
+		pol.sets[name] = m
 	}
 	slices.Sort(all)
 	pol.acceptedHex = slices.Compact(all)
@@ -259,8 +265,15 @@ func (p *Policy) Appraise(s *evidence.State) *Appraisal {
 		return a
 	}
 	p.scanDigests(s, a)
-	act := p.activation(buildInput(s, p.prog.needs))
+	in := buildInput(s, p.prog.needs)
+	act := p.activation(in)
 	for _, r := range p.prog.rules {
+		if r.native != nil && r.native.holds(in, p.sets) {
+			if r.OnSuccess != nil {
+				combine(a.Vector, r.Claim, int8(*r.OnSuccess))
+			}
+			continue
+		}
 		out, _, err := r.prg.Eval(act)
 		if err == nil && out == types.True {
 			if r.OnSuccess != nil {
@@ -323,10 +336,10 @@ const maxRecordedPCR = 9
 func (p *Policy) scanDigests(s *evidence.State, a *Appraisal) {
 	var seen []uint64 // bit i: acceptedHex[i] was matched
 	nSeen := 0
-	match := func(raw []byte) {
+	match := func(raw []byte) int {
 		i, ok := p.accepted.get(raw)
 		if !ok {
-			return
+			return -1
 		}
 		if seen == nil {
 			seen = make([]uint64, (len(p.acceptedHex)+63)/64)
@@ -335,6 +348,7 @@ func (p *Policy) scanDigests(s *evidence.State, a *Appraisal) {
 			seen[i/64] |= 1 << (i % 64)
 			nSeen++
 		}
+		return i
 	}
 	var hits []revokedHit
 	anyRevoked := p.revoked.len() > 0
@@ -350,12 +364,16 @@ func (p *Policy) scanDigests(s *evidence.State, a *Appraisal) {
 			}
 		}
 	}
-	var measured []string // raw event digests of PCRs 0-9, when recorded
-	for i, e := range s.Machine.GetRawEvents() {
+	events := s.Machine.GetRawEvents()
+	var measured []rawDigest // raw event digests of PCRs 0-9, when recorded
+	if p.prog.usesSets {
+		measured = make([]rawDigest, 0, len(events))
+	}
+	for i, e := range events {
 		d := e.GetDigest()
-		match(d)
+		acc := match(d)
 		if p.prog.usesSets && e.GetPcrIndex() <= maxRecordedPCR {
-			measured = append(measured, string(d))
+			measured = append(measured, rawDigest{key: digestKey(d), event: int32(i), accepted: int32(acc)})
 		}
 		if anyRevoked {
 			if r, ok := p.revoked.get(d); ok {
@@ -373,12 +391,7 @@ func (p *Policy) scanDigests(s *evidence.State, a *Appraisal) {
 		}
 	}
 	if len(measured) > 0 {
-		slices.Sort(measured)
-		measured = slices.Compact(measured)
-		a.Measured = make([]string, len(measured))
-		for i, d := range measured {
-			a.Measured[i] = hex.EncodeToString([]byte(d))
-		}
+		a.Measured = p.hexSorted(events, measured)
 	}
 	if len(hits) > 0 {
 		msgs := make([]string, len(hits))
@@ -394,6 +407,58 @@ func (p *Policy) scanDigests(s *evidence.State, a *Appraisal) {
 		a.Failures = append(a.Failures, Failure{Rule: RevokedRule, Claim: p.prog.revClaim, Value: p.prog.revValue,
 			Reason: "the evidence contains a revoked reference value: " + strings.Join(msgs, "; ")})
 	}
+}
+
+// rawDigest is an event digest: its digestKey, the event's index and the index of the digest
+// in acceptedHex (-1 when not accepted). It holds no pointer, so sorting moves no pointers.
+type rawDigest struct {
+	key             uint64
+	event, accepted int32
+}
+
+// hexSorted returns the distinct digests of ds (digests of events) in byte order (the order of
+// their lowercase hex), hex-encoded: accepted reference values reuse their encoding, the others
+// are substrings of one string (two allocations, whatever the number of digests). It sorts ds.
+func (p *Policy) hexSorted(events []*pb.Event, ds []rawDigest) []string {
+	raw := func(d rawDigest) []byte { return events[d.event].GetDigest() }
+	long := true // every digest has 8 bytes or more: its key orders it (real digests do)
+	for _, d := range ds {
+		long = long && len(raw(d)) >= 8
+	}
+	slices.SortFunc(ds, func(x, y rawDigest) int {
+		if long && x.key != y.key {
+			return cmp.Compare(x.key, y.key) // the first 8 bytes, big-endian: byte order
+		}
+		return bytes.Compare(raw(x), raw(y))
+	})
+	ds = slices.CompactFunc(ds, func(x, y rawDigest) bool { return x.key == y.key && bytes.Equal(raw(x), raw(y)) })
+	n := 0
+	for _, d := range ds {
+		if d.accepted < 0 {
+			n += hex.EncodedLen(len(raw(d)))
+		}
+	}
+	var sb strings.Builder
+	sb.Grow(n)
+	var tmp [128]byte // SHA-512 in hex
+	for _, d := range ds {
+		if d.accepted < 0 {
+			sb.Write(hex.AppendEncode(tmp[:0], raw(d)))
+		}
+	}
+	all := sb.String()
+	out := make([]string, len(ds))
+	off := 0
+	for i, d := range ds {
+		if d.accepted >= 0 {
+			out[i] = p.acceptedHex[d.accepted] // already encoded
+			continue
+		}
+		l := hex.EncodedLen(len(raw(d)))
+		out[i] = all[off : off+l]
+		off += l
+	}
+	return out
 }
 
 // revokedHit is one place a revoked digest appears: a PCR value (pcr >= 0, event -1 and typ 0)
