@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,7 +21,6 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	pb "github.com/google/go-tpm-tools/proto/attest"
 	tpmpb "github.com/google/go-tpm-tools/proto/tpm"
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/passport-attest/passport/api"
@@ -239,38 +237,9 @@ func TestOneNonceOneToken(t *testing.T) {
 	}
 }
 
-// redisStore connects to the Redis of PASSPORT_REDIS_URL (default 127.0.0.1:6379) with a
-// unique key prefix; the test fails when Redis does not answer.
-func redisStore(t *testing.T) *redisstore.Store {
-	t.Helper()
-	url := os.Getenv("PASSPORT_REDIS_URL")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := redis.NewClient(opt)
-	t.Cleanup(func() { client.Close() })
-	if err := client.Ping(context.Background()).Err(); err != nil {
-		t.Fatalf("Redis at %s does not answer (start one, or set PASSPORT_REDIS_URL): %v", url, err)
-	}
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	prefix := "passport-test-" + hexs(b)
-	t.Cleanup(func() { deleteKeys(t, client, prefix) }) // status_test.go; runs before Close
-	return redisstore.New(client, prefix)
-}
-
-func hexs(b []byte) string {
-	const d = "0123456789abcdef"
-	out := make([]byte, 0, 2*len(b))
-	for _, c := range b {
-		out = append(out, d[c>>4], d[c&15])
-	}
-	return string(out)
-}
+// redisStore is a Redis-backed store on the shared test Redis under a unique key prefix
+// (testenv.Redis); the test fails when Redis does not answer.
+func redisStore(t *testing.T) *redisstore.Store { return testenv.Redis(t) }
 
 // TestAttestBodyRefusals posts malformed bodies directly: trailing data after the JSON object,
 // unknown fields and an oversized body are refused before any nonce is consumed.

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/passport-attest/passport/internal/testredis"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/passport-attest/passport/api"
@@ -362,34 +364,11 @@ func TestLoadKEK(t *testing.T) {
 	}
 }
 
-// redisStore connects to the Redis of PASSPORT_REDIS_URL (default 127.0.0.1:6379) with a
-// random key prefix deleted at the end; the test fails when Redis does not answer.
+// redisStore is a kbs.RedisStore on the shared test Redis (testredis.Redis: a random key
+// prefix deleted at the end; the test fails when Redis does not answer) with a random KEK.
 func redisStore(t testing.TB) (*kbs.RedisStore, *redis.Client, string) {
 	t.Helper()
-	url := os.Getenv("PASSPORT_REDIS_URL")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := redis.NewClient(opt)
-	if err := client.Ping(context.Background()).Err(); err != nil {
-		client.Close()
-		t.Fatalf("Redis at %s does not answer (start one, or set PASSPORT_REDIS_URL): %v", url, err)
-	}
-	b := make([]byte, 6)
-	_, _ = rand.Read(b)
-	prefix := "passport-kbs-test-" + hex.EncodeToString(b)
-	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := client.Scan(ctx, 0, prefix+":*", 100).Iterator()
-		for iter.Next(ctx) {
-			client.Del(ctx, iter.Val())
-		}
-		client.Close()
-	})
+	client, prefix := testredis.Redis(t)
 	kek := make([]byte, kbs.KEKSize)
 	_, _ = rand.Read(kek)
 	s, err := kbs.NewRedisStore(client, prefix, kek)
