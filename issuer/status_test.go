@@ -35,21 +35,6 @@ import (
 	"github.com/passport-attest/passport/token"
 )
 
-// deleteKeys deletes every key under prefix.
-func deleteKeys(t *testing.T, c redis.UniversalClient, prefix string) {
-	ctx := context.Background()
-	iter := c.Scan(ctx, 0, prefix+":*", 1000).Iterator()
-	var keys []string
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	if len(keys) > 0 {
-		if err := c.Unlink(ctx, keys...).Err(); err != nil {
-			t.Errorf("cleanup of %s: %v", prefix, err)
-		}
-	}
-}
-
 // issuerWith is testenv.Issuer with a final edit of the issuer's configuration (status store,
 // keys, ttl): an issuer over httptest, closed at the end of the test. Zero options give a
 // memory store, an allowlist of o.TrustAKs, the empty reference policy and an ES256 key.
