@@ -26,8 +26,9 @@ func addAdminFlags(fl *pflag.FlagSet, f *adminFlags) {
 	fl.StringVar(&f.credential, "credential", "", "file holding the admin bearer credential (required)")
 }
 
-// adminCall sends method path with body (JSON, may be nil) and decodes a 200 answer into out;
-// any other status is returned as the issuer's api.Error.
+// adminCall sends method path with body (JSON, may be nil) to the admin API and decodes a 2xx
+// answer into out (when non-nil and the answer has a body); any other status is returned as
+// the issuer's api.Error. It is the one admin client of the CLI (revoke, keys, policy).
 func adminCall(ctx context.Context, f adminFlags, method, path string, body, out any) error {
 	cred, err := os.ReadFile(f.credential)
 	if err != nil {
@@ -58,12 +59,18 @@ func adminCall(ctx context.Context, f adminFlags, method, path string, body, out
 	if err != nil {
 		return err
 	}
-	if res.StatusCode != http.StatusOK {
+	if res.StatusCode < 200 || res.StatusCode > 299 {
 		var e api.Error
 		if json.Unmarshal(b, &e) == nil && e.Code != "" {
-			return fmt.Errorf("%s: %w", res.Status, &e)
+			return fmt.Errorf("issuer answered %d: %w", res.StatusCode, &e)
 		}
-		return fmt.Errorf("%s %s: %s", method, path, res.Status)
+		return fmt.Errorf("%s %s: issuer answered %s", method, path, res.Status)
 	}
-	return json.Unmarshal(b, out)
+	if out == nil || len(b) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("admin API answer: %w", err)
+	}
+	return nil
 }

@@ -1,16 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -29,51 +23,10 @@ func (a *policyAdminFlags) register(cmd *cobra.Command) {
 	_ = cmd.MarkFlagRequired("credential")
 }
 
-// do sends one admin request and decodes a JSON answer into out (when non-nil). A non-2xx
-// answer is an error carrying the issuer's error_description.
-func (a *policyAdminFlags) do(ctx context.Context, method, path string, body, out any) (int, error) {
-	cred, err := os.ReadFile(a.credential)
-	if err != nil {
-		return 0, fmt.Errorf("--credential: %w", err)
-	}
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return 0, err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(a.admin, "/")+path, rd)
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(cred)))
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	res, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer res.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
-	if err != nil {
-		return res.StatusCode, err
-	}
-	if res.StatusCode >= 300 {
-		var e api.Error
-		if json.Unmarshal(data, &e) == nil && e.Code != "" {
-			return res.StatusCode, fmt.Errorf("issuer answered %d: %w", res.StatusCode, &e)
-		}
-		return res.StatusCode, fmt.Errorf("issuer answered %d", res.StatusCode)
-	}
-	if out != nil && len(data) > 0 {
-		if err := json.Unmarshal(data, out); err != nil {
-			return res.StatusCode, fmt.Errorf("admin API answer: %w", err)
-		}
-	}
-	return res.StatusCode, nil
+// do sends one admin request through adminCall and decodes a JSON answer into out (when
+// non-nil). A non-2xx answer is an error carrying the issuer's error_description.
+func (a *policyAdminFlags) do(ctx context.Context, method, path string, body, out any) error {
+	return adminCall(ctx, adminFlags{url: a.admin, credential: a.credential}, method, path, body, out)
 }
 
 func newPolicyRevokeCmd() *cobra.Command {
@@ -90,7 +43,7 @@ the stored revocation as JSON.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var res api.RevokeReferenceValueResponse
-			if _, err := a.do(cmd.Context(), http.MethodPost, api.PathReferenceValueRevocations,
+			if err := a.do(cmd.Context(), http.MethodPost, api.PathReferenceValueRevocations,
 				api.RevokeReferenceValueRequest{Digest: args[0], Reason: reason}, &res); err != nil {
 				return err
 			}
@@ -109,7 +62,7 @@ func newPolicyReinstateCmd() *cobra.Command {
 		Short: "Lift the revocation of a reference value",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := a.do(cmd.Context(), http.MethodDelete, api.PathReferenceValueRevocations+"/"+url.PathEscape(args[0]), nil, nil); err != nil {
+			if err := a.do(cmd.Context(), http.MethodDelete, api.PathReferenceValueRevocations+"/"+url.PathEscape(args[0]), nil, nil); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "reinstated", args[0])
@@ -128,7 +81,7 @@ func newPolicyListRevokedCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var res api.ReferenceValueRevocationList
-			if _, err := a.do(cmd.Context(), http.MethodGet, api.PathReferenceValueRevocations, nil, &res); err != nil {
+			if err := a.do(cmd.Context(), http.MethodGet, api.PathReferenceValueRevocations, nil, &res); err != nil {
 				return err
 			}
 			return printJSON(cmd.OutOrStdout(), res)
