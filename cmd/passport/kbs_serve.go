@@ -125,16 +125,12 @@ func kbsServe(ctx context.Context, f kbsFlags, logOut io.Writer, onReady func(ur
 	}
 	servers := []*serving.Server{serving.New("public", ln, o.wrap("public", mux), f.Server, pubTLS, log)}
 	if f.MetricsAddr != "" {
-		metricsTLS, err := serverTLS(f.MetricsTLS, "", log)
+		ms, err := o.metricsServer(f.MetricsAddr, f.MetricsTLS, f.Server, log)
 		if err != nil {
 			return err
 		}
-		mln, err := net.Listen("tcp", f.MetricsAddr)
-		if err != nil {
-			return err
-		}
-		closers = append(closers, func() { mln.Close() })
-		servers = append(servers, serving.New("metrics", mln, o.metricsHandler(), f.Server, metricsTLS, log))
+		closers = append(closers, func() { ms.Listener.Close() })
+		servers = append(servers, ms)
 	}
 	if f.AdminAddr != "" {
 		auth, err := issuer.LoadAdminCredential(f.AdminCredential)

@@ -4,14 +4,17 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 
 	"github.com/passport-attest/passport/api"
+	"github.com/passport-attest/passport/config"
 	"github.com/passport-attest/passport/health"
 	"github.com/passport-attest/passport/httplog"
 	"github.com/passport-attest/passport/issuer"
 	"github.com/passport-attest/passport/metrics"
 	"github.com/passport-attest/passport/ratelimit"
+	"github.com/passport-attest/passport/serving"
 )
 
 // ops is what serve adds around the issuer to run it in production: JSON logs with request
@@ -72,4 +75,18 @@ type redisLogger struct{ log *slog.Logger }
 
 func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.log.WarnContext(ctx, "redis client", "detail", fmt.Sprintf(format, v...))
+}
+
+// metricsServer opens the own listener of /metrics, /healthz and /readyz (--metrics-addr),
+// with TLS when t names a certificate (reloaded on change); serve and kbs share it.
+func (o *ops) metricsServer(addr string, t config.TLS, timeouts config.Server, log *slog.Logger) (*serving.Server, error) {
+	tlsCfg, err := serverTLS(t, "", log)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return serving.New("metrics", ln, o.metricsHandler(), timeouts, tlsCfg, log), nil
 }

@@ -122,16 +122,12 @@ func serve(ctx context.Context, f serveFlags, logOut io.Writer, onReady func(url
 	servers := []*serving.Server{serving.New("public", ln, o.publicHandler(is, f), f.Server, pubTLS, log)}
 	servers[0].HTTP.RegisterOnShutdown(is.CloseStreams) // revocation streams end when shutdown starts
 	if f.MetricsAddr != "" {
-		metricsTLS, err := serverTLS(f.MetricsTLS, "", log)
+		ms, err := o.metricsServer(f.MetricsAddr, f.MetricsTLS, f.Server, log)
 		if err != nil {
 			return err
 		}
-		mln, err := net.Listen("tcp", f.MetricsAddr)
-		if err != nil {
-			return err
-		}
-		closers = append(closers, func() { mln.Close() })
-		servers = append(servers, serving.New("metrics", mln, o.metricsHandler(), f.Server, metricsTLS, log))
+		closers = append(closers, func() { ms.Listener.Close() })
+		servers = append(servers, ms)
 	}
 	if f.AdminAddr != "" {
 		auth, err := issuer.LoadAdminCredential(f.AdminCredential)
