@@ -20,6 +20,7 @@ demo: build ## run the whole flow in one process: issuer, simulated TPM attester
 
 test: pins ## run every test (needs Redis on 127.0.0.1:6379 or PASSPORT_REDIS_URL)
 	$(GO) test -count=1 -timeout 20m $(PKGS)
+	cd deploy/kubernetes && $(GO) test -count=1 ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 bench: ## run the benchmarks (ratios against peer libraries are printed per benchmark)
@@ -28,6 +29,7 @@ bench: ## run the benchmarks (ratios against peer libraries are printed per benc
 lint: ## gofmt, go vet and staticcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(GO) vet $(PKGS)
+	cd deploy/kubernetes && $(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
 
 tidy: ## go mod tidy, refusing silent downgrades of the pinned libraries
