@@ -1,10 +1,11 @@
-# passport container image. UNTESTED: docker cannot run on the machine this was written on;
-# the build steps are the ones `make build` runs. Build with
+# passport container image. Build with
 #   docker build -t passport .
-# The TPM simulator in the attester is cgo (gcc, OpenSSL's libcrypto), so the binary is built
-# with cgo and runs on a glibc base that has libcrypto.
+# and check it with scripts/docker-smoke.sh (make docker-smoke): serve from the image as user
+# 65532 with a read-only root and TLS, attest with the image's own attester, verify on the host.
+# The TPM simulator in the attester is cgo (gcc, libc6-dev, OpenSSL's libcrypto), so the binary
+# is built with cgo and runs on a glibc base that has libcrypto.
 FROM golang:1.26-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends gcc libssl-dev && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev libssl-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

@@ -7,7 +7,7 @@ FUZZTIME  ?= 60s
 # Fuzz targets as package:target; `make fuzz` runs each for FUZZTIME, `make test` for 3s.
 FUZZ_TARGETS = ./eventlog:FuzzParse ./evidence:FuzzVerify ./evidence:FuzzVerifyParts ./api:FuzzAttestRequestJSON
 
-.PHONY: help build demo test bench lint fuzz tidy pins docs loadtest perf-doc
+.PHONY: help build demo test bench lint fuzz tidy pins docs loadtest perf-doc docker-smoke
 
 help: ## list the targets with a line of help each
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ fuzz: ## run each fuzz target (event-log parsing, evidence decoding, API JSON) f
 		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
 	done
+
+docker-smoke: ## build the container image and check it serves, attests and verifies (needs Docker, Redis)
+	./scripts/docker-smoke.sh
 
 loadtest: build ## load and fault harness on loopback: steady load, Redis and issuer restarts, nonce flood
 	./$(BIN) loadtest
