@@ -73,6 +73,6 @@ func newLoadtestCmd() *cobra.Command {
 	fl.StringVar(&cfg.ProfileDir, "cpuprofile", "", "steady scenario: write CPU profiles of the issuers (serve --pprof on a loopback metrics listener) and of the harness to this directory")
 	fl.StringVar(&cfg.CompareBinary, "compare-bin", "", "A/B comparison: run the second issuer from this passport binary (the report gives each replica's CPU per attestation under the same load)")
 	fl.StringSliceVar(&cfg.CompareArgs, "compare-args", nil, "A/B comparison: extra serve flags for the second issuer only, e.g. --compare-args=--gogc=100")
-	fl.DurationVar(&cfg.ProfileSeconds, "profile-seconds", 5*time.Second, "with --cpuprofile: length of each issuer's profile, from the start of the measured phase")
+	fl.DurationVar(&cfg.ProfileDuration, "profile-seconds", 5*time.Second, "with --cpuprofile: length of each issuer's profile, from the start of the measured phase")
 	return cmd
 }

@@ -15,7 +15,7 @@ import (
 
 // profiler captures CPU profiles during the steady scenario's measured phase when
 // Config.ProfileDir is set: each issuer's (serve --pprof on its loopback metrics listener,
-// Config.ProfileSeconds long, from the start of the phase) and the harness's own (the whole
+// Config.ProfileDuration long, from the start of the phase) and the harness's own (the whole
 // phase), written as issuer<N>.pprof and harness.pprof for `go tool pprof`.
 type profiler struct {
 	dir     string
@@ -34,7 +34,7 @@ func (e *env) startProfiles(ctx context.Context) (*profiler, error) {
 	if err := os.MkdirAll(e.cfg.ProfileDir, 0o755); err != nil {
 		return nil, err
 	}
-	secs := max(1, int(e.cfg.ProfileSeconds/time.Second))
+	secs := max(1, int(e.cfg.ProfileDuration/time.Second))
 	p := &profiler{dir: e.cfg.ProfileDir, secs: secs}
 	for i, is := range e.issuers {
 		p.wg.Add(1)
