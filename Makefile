@@ -5,7 +5,7 @@ PKGS      ?= ./...
 STATICCHECK_VERSION ?= 2025.1.1
 FUZZTIME  ?= 60s
 # Fuzz targets as package:target; `make fuzz` runs each for FUZZTIME, `make test` for 3s.
-FUZZ_TARGETS = ./eventlog:FuzzParse ./evidence:FuzzVerify ./evidence:FuzzVerifyParts ./api:FuzzAttestRequestJSON
+FUZZ_TARGETS = ./eventlog:FuzzParse ./evidence:FuzzVerify ./evidence:FuzzVerifyParts ./api:FuzzAttestRequestJSON ./api:FuzzDecodeBytes ./issuer:FuzzDecodeAttest
 
 .PHONY: help build demo test bench lint fuzz tidy pins docs loadtest perf-doc docker-smoke
 

@@ -94,7 +94,7 @@ func (b Bytes) MarshalText() ([]byte, error) {
 // UnmarshalText decodes a base64url or standard base64 string, padded or not. encoding/json
 // calls it with the string's unquoted contents and refuses non-string values.
 func (b *Bytes) UnmarshalText(text []byte) error {
-	v, err := decode(string(text))
+	v, err := decodeBytes(text)
 	if err != nil {
 		return err
 	}

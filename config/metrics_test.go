@@ -34,3 +34,32 @@ func TestMetricsTLSValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestGOGCAndPprofValidate: gogc must be at least 1; pprof needs a metrics listener of its
+// own, never the public one.
+func TestGOGCAndPprofValidate(t *testing.T) {
+	s := config.DefaultServe()
+	s.TrustAnyAK = true
+	if err := s.Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	if s.GOGC != config.DefaultGOGC {
+		t.Fatalf("default gogc %d", s.GOGC)
+	}
+	for _, v := range []int{0, -1} {
+		s := s
+		s.GOGC = v
+		if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "gogc") {
+			t.Errorf("gogc %d: %v", v, err)
+		}
+	}
+	p := s
+	p.Pprof = true
+	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "pprof") {
+		t.Errorf("pprof without metrics-addr: %v", err)
+	}
+	p.MetricsAddr = "127.0.0.1:0"
+	if err := p.Validate(); err != nil {
+		t.Errorf("pprof with metrics-addr: %v", err)
+	}
+}

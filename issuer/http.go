@@ -70,7 +70,7 @@ func (is *Issuer) handleChallenge(w http.ResponseWriter, r *http.Request) {
 
 func (is *Issuer) handleAttest(w http.ResponseWriter, r *http.Request) {
 	var req api.AttestRequest
-	if err := decode(w, r, MaxAttestBody, &req); err != nil {
+	if err := decodeAttest(w, r, MaxAttestBody, &req); err != nil {
 		is.writeError(w, r, err)
 		return
 	}
@@ -88,7 +88,13 @@ var errTooLarge = errors.New("issuer: request body too large")
 
 func decode(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
 	r.Body = http.MaxBytesReader(w, r.Body, limit)
-	dec := json.NewDecoder(r.Body)
+	return decodeJSON(r.Body, limit, v)
+}
+
+// decodeJSON decodes one JSON object from body into v, refusing unknown fields and anything
+// after the object; a body over limit (a *http.MaxBytesError) is errTooLarge.
+func decodeJSON(body io.Reader, limit int64, v any) error {
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError

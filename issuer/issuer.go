@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -287,7 +288,7 @@ func (is *Issuer) claims(req *api.AttestRequest, st *evidence.State, ap *policy.
 	pcrs := make(map[string]string, len(st.LoggedPCRs))
 	for _, idx := range st.LoggedPCRs {
 		if v, ok := st.PCRs[idx]; ok {
-			pcrs[strconv.Itoa(int(idx))] = fmt.Sprintf("%x", v)
+			pcrs[strconv.Itoa(int(idx))] = hex.EncodeToString(v)
 		}
 	}
 	sb := st.SecureBoot()

@@ -36,7 +36,8 @@ it: compare ratios measured in the same run, not absolute numbers across runs.
   token signing alone. The goal is at most 1.5.
 - The load test's "issuer CPU / baseline" is the same ratio measured end to end: CPU time of the
   issuer processes (HTTP, JSON, Redis, GC included) per attestation, over verification plus
-  signing measured on one thread in the same run.
+  signing measured on one thread in the same run, after the load and a collection of the
+  harness's heap (no garbage collection runs during the baseline).
 
 HEAD
 cat docs/PERFORMANCE-relyingparty.md   # side-by-side relying-party figures (make rpbench)

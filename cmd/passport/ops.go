@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/passport-attest/passport/api"
 	"github.com/passport-attest/passport/config"
@@ -23,6 +24,8 @@ type ops struct {
 	log     *slog.Logger
 	metrics *metrics.Metrics
 	health  *health.Checker
+	// pprof adds net/http/pprof's /debug/pprof/ routes to the metrics listener (serve --pprof).
+	pprof bool
 }
 
 // maxBody caps every request body on every listener (the attest endpoint's own cap; smaller
@@ -52,6 +55,13 @@ func (o *ops) metricsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", o.metrics.Handler())
 	o.health.Routes(mux)
+	if o.pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return o.wrap("metrics", mux)
 }
 

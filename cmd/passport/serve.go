@@ -34,6 +34,8 @@ import (
 type serveFlags struct {
 	config.Serve
 	scale scaleFlags // serve_scale.go: revocation, key rotation, Redis scale-out
+	// gogcSet: the gogc key was given (flag, environment or file), so it wins over GOGC.
+	gogcSet bool
 }
 
 func newServeCmd() *cobra.Command {
@@ -66,6 +68,7 @@ func newServeCmd() *cobra.Command {
 				return fmt.Errorf("invalid configuration:\n%w", err)
 			}
 			f.scale.rotationPeriodSet = cmd.Flags().Changed("rotation-period") || src["rotation-period"] != config.FromDefault
+			f.gogcSet = cmd.Flags().Changed("gogc") || src["gogc"] != config.FromDefault
 			return runServe(cmd.Context(), f)
 		},
 	}
@@ -84,7 +87,8 @@ func runServe(ctx context.Context, f serveFlags) error { return serve(ctx, f, os
 func serve(ctx context.Context, f serveFlags, logOut io.Writer, onReady func(url string, addrs map[string]string)) (err error) {
 	log := httplog.NewLogger(logOut, f.Log.Level, f.Log.Format)
 	redis.SetLogger(redisLogger{log})
-	o := &ops{log: log, metrics: metrics.New(), health: &health.Checker{Log: log}}
+	applyGC(f, os.LookupEnv, log)
+	o := &ops{log: log, metrics: metrics.New(), health: &health.Checker{Log: log}, pprof: f.Pprof}
 	var closers []func()
 	defer func() {
 		if err != nil {

@@ -57,6 +57,11 @@ type issuerProc struct {
 
 	// adminPort is the loopback port of its admin API (POST /admin/v1/revoke).
 	adminPort int
+	// metricsPort is the loopback port of its metrics listener (with --pprof), when
+	// Config.ProfileDir is set; 0 otherwise.
+	metricsPort int
+	// compare marks the issuer that runs Config.CompareBinary / CompareArgs.
+	compare bool
 }
 
 func (p *issuerProc) url() string { return "http://127.0.0.1:" + strconv.Itoa(p.port) }
@@ -129,8 +134,22 @@ func newEnv(cfg Config, issuerArgs []string, redisArgs []string) (*env, error) {
 			"--redis", e.redis.URL(), "--ak-allowlist", e.akFile, "--signing-key", e.keyFile,
 			"--nonce-ttl", "5m", "--log-level", "warn", "--shutdown-timeout", "10s",
 			"--admin-addr", "127.0.0.1:" + strconv.Itoa(adminPort), "--admin-credential", credFile}, issuerArgs...)
+		metricsPort := 0
+		if cfg.ProfileDir != "" {
+			if metricsPort, err = redisproc.FreePort(); err != nil {
+				return nil, err
+			}
+			args = append(args, "--metrics-addr", "127.0.0.1:"+strconv.Itoa(metricsPort), "--pprof")
+		}
 		// Scenarios that never restart Redis run it without persistence: serve warns.
-		p := &issuerProc{bin: cfg.Binary, args: args, port: port, adminPort: adminPort}
+		p := &issuerProc{bin: cfg.Binary, args: args, port: port, adminPort: adminPort, metricsPort: metricsPort}
+		if i == cfg.Issuers-1 && cfg.Issuers > 1 && (cfg.CompareBinary != "" || len(cfg.CompareArgs) > 0) {
+			p.compare = true
+			if cfg.CompareBinary != "" {
+				p.bin = cfg.CompareBinary
+			}
+			p.args = append(p.args, cfg.CompareArgs...)
+		}
 		p.log, err = os.Create(filepath.Join(dir, fmt.Sprintf("issuer%d.log", i)))
 		if err != nil {
 			return nil, err
@@ -261,6 +280,9 @@ func client(ip string, conns int) *http.Client {
 			MaxIdleConns:        conns,
 			MaxIdleConnsPerHost: conns,
 			IdleConnTimeout:     30 * time.Second,
+			// An attest request (~5 KB of evidence) leaves in one write instead of two
+			// through the default 4 KB buffer.
+			WriteBufferSize: 16 << 10,
 		},
 	}
 }

@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -112,6 +114,7 @@ func claimsOf(tok string) map[string]any {
 
 type cpuSnap struct {
 	issuers time.Duration
+	each    []time.Duration // per replica, in e.issuers order (running ones)
 	redis   time.Duration
 }
 
@@ -120,6 +123,7 @@ func (e *env) cpu() cpuSnap {
 	for _, pid := range e.issuerPids() {
 		d, _ := cpuOf(pid)
 		s.issuers += d
+		s.each = append(s.each, d)
 	}
 	if pid := e.redis.Pid(); pid != 0 {
 		s.redis, _ = cpuOf(pid)
@@ -198,7 +202,20 @@ func Steady(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	st := newStats()
 	var firstToken atomic.Value
+	prof, err := e.startProfiles(ctx)
+	if err != nil {
+		return nil, err
+	}
+	okBy := make([]atomic.Int64, len(e.issuers))
+	// The harness's heap holds every pre-generated piece of evidence (hundreds of MiB at the
+	// default count): collect once now and let it grow 5x before the next collection, so that
+	// marking it does not take CPU from the issuers during the measured phase. The setting
+	// is restored, and the heap collected, before the baseline runs in this process: grown
+	// into fresh pages, the baseline's allocations would fault them in and look slower.
+	runtime.GC()
+	gcPercent := debug.SetGCPercent(400)
 	c0 := e.cpu()
+	self0, _ := cpuOf(os.Getpid())
 	start := time.Now()
 	for i, a := range atts {
 		wg.Add(1)
@@ -209,6 +226,9 @@ func Steady(ctx context.Context, cfg Config) (*Result, error) {
 				t0 := time.Now()
 				o := submit(ctx, a, iss, p)
 				st.add(time.Since(t0), o)
+				if o.status == http.StatusOK {
+					okBy[i%len(e.issuers)].Add(1)
+				}
 				if o.token != "" {
 					firstToken.CompareAndSwap(nil, o.token)
 					rp.offer(o.token)
@@ -219,13 +239,30 @@ func Steady(ctx context.Context, cfg Config) (*Result, error) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	c1 := e.cpu()
+	self1, _ := cpuOf(os.Getpid())
+	debug.SetGCPercent(gcPercent)
+	prof.stopHarness()
 	rp.stop()
 	ok := st.ok
 	r.add("throughput", "**%.0f attestations/s** (%d issued in %s; errors: %s)", float64(ok)/elapsed.Seconds(), ok, elapsed.Round(time.Millisecond), st.codeList())
 	r.add("attest latency", "p50 %s, p90 %s, p99 %s, max %s", ms(st.pct(50)), ms(st.pct(90)), ms(st.pct(99)), ms(st.pct(100)))
 	issuerCPU := (c1.issuers - c0.issuers) / time.Duration(max(ok, 1))
 	r.add("issuer CPU per attestation", "%s (all replicas; Redis %s)", us(issuerCPU), us((c1.redis-c0.redis)/time.Duration(max(ok, 1))))
+	r.add("harness CPU per attestation", "%s (the attesters' HTTP clients and the relying parties, on the same cores)", us((self1-self0)/time.Duration(max(ok, 1))))
+	if len(c0.each) > 1 && len(c1.each) == len(c0.each) {
+		var each []string
+		for i := range c0.each {
+			label := fmt.Sprintf("issuer %d", i+1)
+			if e.issuers[i].compare {
+				label += " (compared: " + e.issuers[i].bin + " " + strings.Join(cfg.CompareArgs, " ") + ")"
+			}
+			n := okBy[i].Load()
+			each = append(each, fmt.Sprintf("%s %s (%d issued)", label, us((c1.each[i]-c0.each[i])/time.Duration(max(n, 1))), n))
+		}
+		r.add("issuer CPU per attestation by replica", "%s", strings.Join(each, ", "))
+	}
 	if tok, _ := firstToken.Load().(string); tok != "" {
+		runtime.GC()
 		v, s, err := e.baseline(claimsOf(tok), 500)
 		if err != nil {
 			return nil, err
@@ -240,6 +277,7 @@ func Steady(ctx context.Context, cfg Config) (*Result, error) {
 			us(c), us(issuerCPU), ms(st.pct(50)), float64(issuerCPU)/float64(c))
 	}
 	e.memory(r)
+	prof.wait(r)
 
 	// Replays: the spent evidence of the first 2,000 attestations, submitted again.
 	double, revived := e.replay(ctx, atts, work, 2000)

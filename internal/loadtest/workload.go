@@ -36,6 +36,16 @@ type Config struct {
 	Count     int           // attestations of the steady scenario
 	Duration  time.Duration // length of each fault scenario
 	Verifiers int           // relying-party goroutines validating tokens
+	// ProfileDir, when set, receives CPU profiles of the steady scenario's measured phase:
+	// each issuer's (its first ProfileDuration) and the harness's own (profile.go).
+	ProfileDir      string
+	ProfileDuration time.Duration
+	// CompareBinary and CompareArgs, when either is set (and Issuers is 2), run the second
+	// issuer from CompareBinary (default Binary) with CompareArgs added to its serve flags:
+	// an A/B comparison under one load, read from the per-replica CPU line of the steady
+	// scenario (each replica serves half of the attesters).
+	CompareBinary string
+	CompareArgs   []string
 }
 
 // outcome of one HTTP exchange.
