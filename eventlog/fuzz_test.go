@@ -1,6 +1,7 @@
 package eventlog_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/google/go-eventlog/tcg"
@@ -10,10 +11,10 @@ import (
 	"github.com/passport-attest/passport/internal/testenv"
 )
 
-// FuzzParse feeds arbitrary bytes to Parse, Validate, Replay and Summarise, seeded with every
-// real log and a few small forged ones. Nothing may panic, Validate must return Parse's error,
-// a parsed log must replay on every bank it declares, and no replayed value may have the wrong
-// length.
+// FuzzParse feeds arbitrary bytes to Parse, Validate, ParseForReplay, Replay and Summarise,
+// seeded with every real log and a few small forged ones. Nothing may panic, Validate must
+// return Parse's error and ParseForReplay too (except that it refuses padded logs), a parsed
+// log must replay on every bank it declares, and no replayed value may have the wrong length.
 func FuzzParse(f *testing.F) {
 	for _, rl := range testenv.RealLogs(f) {
 		f.Add(rl.Data)
@@ -40,6 +41,17 @@ func FuzzParse(f *testing.F) {
 		l, err := eventlog.Parse(raw)
 		if verr := eventlog.Validate(raw); (verr == nil) != (err == nil) || (err != nil && verr.Error() != err.Error()) {
 			t.Fatalf("Validate says %v, Parse %v", verr, err)
+		}
+		el, rerr := eventlog.ParseForReplay(raw)
+		switch {
+		case errors.Is(rerr, eventlog.ErrPadded):
+			if err != nil {
+				t.Fatalf("ParseForReplay says %v where Parse says %v", rerr, err)
+			}
+		case (rerr == nil) != (err == nil) || (err != nil && rerr.Error() != err.Error()):
+			t.Fatalf("ParseForReplay says %v, Parse %v", rerr, err)
+		case rerr == nil && (el == nil || len(el.Events(el.Algs[0])) != len(l.Events)):
+			t.Fatal("ParseForReplay's parse holds other events than Parse's")
 		}
 		if err != nil {
 			return
