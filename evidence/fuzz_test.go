@@ -29,7 +29,8 @@ func fuzzBinding(t testing.TB) ([]byte, *jose.JSONWebKey) {
 
 // FuzzVerify feeds arbitrary attestation bytes to Verifier.Verify (trusting any AK, so that the
 // fuzzer reaches every check), seeded with correctly forged evidence over real logs. Nothing
-// may panic; a refusal must be an *evidence.Error; an acceptance must carry an AK and PCRs.
+// may panic; a refusal must be an *evidence.Error; an acceptance must carry an AK and PCRs, and
+// go-tpm-tools' server.VerifyAttestation must accept the same bytes with the same machine state.
 func FuzzVerify(f *testing.F) {
 	nonce, cnf := fuzzBinding(f)
 	ak, err := forge.NewECC()
@@ -65,11 +66,13 @@ func FuzzVerify(f *testing.F) {
 		if st.AK == nil || len(st.PCRs) == 0 || len(st.LoggedPCRs) == 0 {
 			t.Fatalf("accepted state without AK or PCRs: %+v", st)
 		}
+		libraryAgrees(t, st, nonce, cnf, att)
 	})
 }
 
 // FuzzVerifyParts fuzzes the attestation's fields separately (AK public area, quote, signature,
-// event log), which a whole-protobuf fuzzer rarely keeps well-formed enough to reach.
+// event log), which a whole-protobuf fuzzer rarely keeps well-formed enough to reach. What
+// Verify accepts, server.VerifyAttestation must accept with the same machine state.
 func FuzzVerifyParts(f *testing.F) {
 	nonce, cnf := fuzzBinding(f)
 	ak, err := forge.NewECC()
@@ -105,10 +108,13 @@ func FuzzVerifyParts(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if _, err := v.Verify(context.Background(), nonce, cnf, raw); err != nil {
+		st, err := v.Verify(context.Background(), nonce, cnf, raw)
+		if err != nil {
 			if _, ok := err.(*evidence.Error); !ok {
 				t.Fatalf("refusal %v (%T) is not an *evidence.Error", err, err)
 			}
+			return
 		}
+		libraryAgrees(t, st, nonce, cnf, raw)
 	})
 }
