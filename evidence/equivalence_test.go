@@ -1,6 +1,7 @@
 package evidence_test
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/passport-attest/passport/api"
 	"github.com/passport-attest/passport/evidence"
 	"github.com/passport-attest/passport/internal/forge"
+	"github.com/passport-attest/passport/internal/logforge"
 	"github.com/passport-attest/passport/internal/testenv"
 )
 
@@ -85,4 +87,26 @@ func TestLibraryEquivalence(t *testing.T) {
 		t.Fatalf("only %d attestations accepted: the comparison says little", accepted)
 	}
 	t.Logf("%d accepted attestations compared with server.VerifyAttestation", accepted)
+}
+
+// TestMiniUEFIVerifies: the short fuzz runs' seed log (logforge.MiniUEFI) verifies, with secure
+// boot on and the boot application extracted, and the library agrees: fuzzing from it starts
+// from accepted evidence.
+func TestMiniUEFIVerifies(t *testing.T) {
+	ak := newForgedAK(t)
+	ev := forged(t, ak, logforge.MiniUEFI(), forge.Quote{})
+	st, err := verify(verifierFor(t, ak.PublicKey()), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.SecureBoot() || len(st.Machine.GetEfi().GetApps()) != 1 {
+		t.Fatalf("secure boot %v, %d EFI apps; want on and 1", st.SecureBoot(), len(st.Machine.GetEfi().GetApps()))
+	}
+	libraryAgrees(t, st, ev.Nonce, ev.CNF, ev.Bytes())
+	if !bytes.Equal(logforge.MiniUEFI(), logforge.MiniUEFI()) {
+		t.Fatal("MiniUEFI differs from call to call")
+	}
+	if n := len(logforge.MiniUEFI()); n > 3072 {
+		t.Fatalf("MiniUEFI is %d bytes: too large for the short fuzz runs", n)
+	}
 }
