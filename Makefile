@@ -2,9 +2,11 @@
 GO        ?= go
 BIN       ?= bin/passport
 PKGS      ?= ./...
-STATICCHECK_VERSION ?= 2025.1.1
+STATICCHECK_VERSION ?= v0.6.1
 FUZZTIME  ?= 60s
-# Fuzz targets as package:target; `make fuzz` runs each for FUZZTIME, `make test` for 3s.
+# Fuzz targets as package:target; `make fuzz` runs each for FUZZTIME on the real event logs,
+# `make test` for FUZZTIME_SHORT (new inputs each) from small seeds (scripts/fuzz.sh).
+FUZZTIME_SHORT ?= 5000x
 FUZZ_TARGETS = ./eventlog:FuzzParse ./evidence:FuzzVerify ./evidence:FuzzVerifyParts ./api:FuzzAttestRequestJSON ./api:FuzzDecodeBytes ./issuer:FuzzDecodeAttest
 
 .PHONY: help build demo test bench lint fuzz tidy pins docs loadtest perf-doc docker-smoke
@@ -21,7 +23,7 @@ demo: build ## run the whole flow in one process: issuer, simulated TPM attester
 test: pins ## run every test (needs Redis on 127.0.0.1:6379 or PASSPORT_REDIS_URL)
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 	cd deploy/kubernetes && $(GO) test -count=1 ./...
-	@$(MAKE) --no-print-directory fuzz FUZZTIME=3s
+	@GO=$(GO) FUZZTIME=$(FUZZTIME_SHORT) FUZZMINIMIZE=100x FUZZSHORT=1 ./scripts/fuzz.sh $(FUZZ_TARGETS)
 
 bench: ## run the benchmarks (ratios against peer libraries are printed per benchmark)
 	$(GO) test -p 1 -run '^$$' -bench . -benchmem $(PKGS)
@@ -47,10 +49,7 @@ rpbench: ## relying-party validation side by side: go-jose floor, go-oidc, golan
 	$(GO) test -run '^$$' -bench 'SideBySide' -benchtime 2000x -count 5 ./relyingparty
 
 fuzz: ## run each fuzz target (event-log parsing, evidence decoding, API JSON) for FUZZTIME (60s)
-	@set -e; for t in $(FUZZ_TARGETS); do \
-		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
-	done
+	@GO=$(GO) FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh $(FUZZ_TARGETS)
 
 docker-smoke: ## build the container image and check it serves, attests and verifies (needs Docker, Redis)
 	./scripts/docker-smoke.sh

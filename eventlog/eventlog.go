@@ -175,17 +175,46 @@ func Parse(raw []byte) (*Log, error) {
 }
 
 // Validate runs every check of Parse on raw and returns the error Parse would return, without
-// building the Log: a caller that only needs the log refused or accepted (package evidence,
-// before go-tpm-tools parses the log itself) saves the per-event digest maps and copies. A
-// padded log (bytes after a 0xFFFFFFFF PCR index) takes Parse's full path.
+// building the Log: a caller that only needs the log refused or accepted saves the per-event
+// digest maps and copies. A padded log (bytes after a 0xFFFFFFFF PCR index) takes Parse's full
+// path.
 func Validate(raw []byte) error {
+	_, err := checked(raw)
+	if errors.Is(err, ErrPadded) {
+		_, err = Parse(raw)
+	}
+	return err
+}
+
+// ErrPadded is returned (wrapped) by ParseForReplay for a log that go-eventlog parses only by
+// stopping at a 0xFFFFFFFF PCR index, even when what follows is genuine 0xFF padding (which
+// Parse accepts): go-tpm-tools parses logs without allowing padding and refuses such a log.
+var ErrPadded = errors.New("eventlog: the log continues after a 0xFFFFFFFF PCR index (padding), which go-tpm-tools does not parse")
+
+// ParseForReplay runs every check of Parse on raw, as Validate does, and returns go-eventlog's
+// parse of it (tcg.ParseEventLog with padding not allowed, as go-tpm-tools parses a log), ready
+// for (*tcg.EventLog).Verify: a caller that both checks and replays a log (package evidence)
+// parses it once. Its errors are Validate's, except that a padded log is refused in any case:
+// with Parse's error when that refuses it, else with ErrPadded.
+func ParseForReplay(raw []byte) (*tcg.EventLog, error) {
+	el, err := checked(raw)
+	if errors.Is(err, ErrPadded) {
+		if _, perr := Parse(raw); perr != nil {
+			return nil, perr
+		}
+	}
+	return el, err
+}
+
+// checked is Validate for a log that parses without padding, returning go-eventlog's parse; a
+// padded log is ErrPadded, left to the caller.
+func checked(raw []byte) (*tcg.EventLog, error) {
 	el, banks, padded, err := parseFraming(raw)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if padded {
-		_, err := Parse(raw)
-		return err
+		return nil, ErrPadded
 	}
 	seq0 := 0
 	if isCryptoAgile(raw) {
@@ -194,10 +223,10 @@ func Validate(raw []byte) error {
 	alg := el.Algs[slices.IndexFunc(el.Algs, func(a register.HashAlg) bool { b, ok := bankOf(a); return ok && b == banks[0] })]
 	for i, e := range el.Events(alg) {
 		if err := checkEvent(e.Type, e.Data); err != nil {
-			return &MalformedEventError{Seq: i + seq0, PCR: e.Index, Type: e.Type, Err: err}
+			return nil, &MalformedEventError{Seq: i + seq0, PCR: e.Index, Type: e.Type, Err: err}
 		}
 	}
-	return nil
+	return el, nil
 }
 
 // parseFraming is the part of Parse that runs go-eventlog's parser: size limits, a second try

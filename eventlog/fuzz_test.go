@@ -1,6 +1,7 @@
 package eventlog_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/google/go-eventlog/tcg"
@@ -10,14 +11,21 @@ import (
 	"github.com/passport-attest/passport/internal/testenv"
 )
 
-// FuzzParse feeds arbitrary bytes to Parse, Validate, Replay and Summarise, seeded with every
-// real log and a few small forged ones. Nothing may panic, Validate must return Parse's error,
-// a parsed log must replay on every bank it declares, and no replayed value may have the wrong
-// length.
+// FuzzParse feeds arbitrary bytes to Parse, Validate, ParseForReplay, Replay and Summarise,
+// seeded with every real log (with -short, the short run in `make test`: logforge.MiniUEFI
+// instead, which the fuzzer mutates and minimizes far faster) and a few small forged ones.
+// Nothing may panic, Validate must return Parse's error and ParseForReplay too (except that it
+// refuses padded logs), a parsed log must replay on every bank it declares, and no replayed
+// value may have the wrong length.
 func FuzzParse(f *testing.F) {
-	for _, rl := range testenv.RealLogs(f) {
-		f.Add(rl.Data)
+	base := logforge.MiniUEFI()
+	if !testing.Short() {
+		for _, rl := range testenv.RealLogs(f) {
+			f.Add(rl.Data)
+		}
+		base = testenv.EventLog(f, "rhel8-uefi.bin")
 	}
+	f.Add(logforge.MiniUEFI())
 	banks := []eventlog.Bank{eventlog.SHA1, eventlog.SHA256}
 	f.Add(logforge.Encode(banks, []logforge.Event{
 		{PCR: 0, Type: uint32(tcg.NoAction), Data: []byte("StartupLocality\x00\x03"), Digests: map[eventlog.Bank][]byte{eventlog.SHA256: make([]byte, 32)}},
@@ -26,7 +34,7 @@ func FuzzParse(f *testing.F) {
 	}))
 	// The security review's inputs: a db EFI_SIGNATURE_LIST with SignatureSize 0 (D1) and
 	// events hidden after a 0xFFFFFFFF PCR index (D5).
-	crafted, err := logforge.ZeroSignatureSizeDB(testenv.EventLog(f, "rhel8-uefi.bin"))
+	crafted, err := logforge.ZeroSignatureSizeDB(base)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -40,6 +48,17 @@ func FuzzParse(f *testing.F) {
 		l, err := eventlog.Parse(raw)
 		if verr := eventlog.Validate(raw); (verr == nil) != (err == nil) || (err != nil && verr.Error() != err.Error()) {
 			t.Fatalf("Validate says %v, Parse %v", verr, err)
+		}
+		el, rerr := eventlog.ParseForReplay(raw)
+		switch {
+		case errors.Is(rerr, eventlog.ErrPadded):
+			if err != nil {
+				t.Fatalf("ParseForReplay says %v where Parse says %v", rerr, err)
+			}
+		case (rerr == nil) != (err == nil) || (err != nil && rerr.Error() != err.Error()):
+			t.Fatalf("ParseForReplay says %v, Parse %v", rerr, err)
+		case rerr == nil && (el == nil || len(el.Events(el.Algs[0])) != len(l.Events)):
+			t.Fatal("ParseForReplay's parse holds other events than Parse's")
 		}
 		if err != nil {
 			return

@@ -175,6 +175,7 @@ func TestEventStructureChecks(t *testing.T) {
 
 // TestPaddingOnlyIfAllFF: bytes after a 0xFFFFFFFF PCR index are accepted only when all of them
 // are 0xFF (security review D5); otherwise the events after the marker would vanish.
+// ParseForReplay refuses even genuine padding (ErrPadded), as go-tpm-tools does.
 func TestPaddingOnlyIfAllFF(t *testing.T) {
 	banks := []eventlog.Bank{eventlog.SHA256}
 	a := logforge.Measure(0, uint32(tcg.SCRTMVersion), []byte("A"), banks...)
@@ -206,7 +207,17 @@ func TestPaddingOnlyIfAllFF(t *testing.T) {
 				if _, err := eventlog.Summarise(c.raw, eventlog.SHA256); !errors.Is(err, eventlog.ErrTrailingData) {
 					t.Fatalf("Summarise: %v, want ErrTrailingData", err)
 				}
+				if _, err := eventlog.ParseForReplay(c.raw); !errors.Is(err, eventlog.ErrTrailingData) {
+					t.Fatalf("ParseForReplay: %v, want ErrTrailingData", err)
+				}
 				return
+			}
+			// go-tpm-tools does not parse a padded log, so neither does what replays for it.
+			if _, err := eventlog.ParseForReplay(c.raw); !errors.Is(err, eventlog.ErrPadded) {
+				t.Fatalf("ParseForReplay: %v, want ErrPadded", err)
+			}
+			if el, err := eventlog.ParseForReplay(c.logN); err != nil || el == nil {
+				t.Fatalf("ParseForReplay of the unpadded log: %v", err)
 			}
 			if err != nil {
 				t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"math/big"
+	"slices"
 	"testing"
 	"time"
 
@@ -138,40 +139,57 @@ func BenchmarkAppraisal(b *testing.B) {
 
 // ratio returns our appraisal's cost over the library call's alone ("x-library") and over the
 // library call plus the protobuf decoding of the same bytes that any caller of it pays
-// ("x-library+decode"). They are measured in alternating batches of 20 calls for about a
-// second, so that load on a shared machine hits all alike (testing.Benchmark cannot run
-// inside a benchmark).
+// ("x-library+decode"). They are measured in rounds of three back-to-back batches (library,
+// decode+library, ours; the order rotating from round to round) of the same number of calls,
+// about 2 ms of library calls each, for at least two seconds; each ratio is the median over the
+// rounds of ours/library within the round. Load on a shared machine thus hits the three alike,
+// and a burst that lands on one batch moves one round, not the result (testing.Benchmark
+// cannot run inside a benchmark).
 func ratio(b *testing.B, c benchCase, raw []byte, ours func() error) (alone, withDecode float64) {
 	opts := server.VerifyOpts{Nonce: c.want, TrustedAKs: []crypto.PublicKey{c.ak}, HashAlgo: tpm2.AlgSHA256}
-	var libT, decT, ourT time.Duration
-	for start := time.Now(); time.Since(start) < time.Second; {
-		t0 := time.Now()
-		for i := 0; i < 20; i++ {
-			if _, err := server.VerifyAttestation(c.ev.Att, opts); err != nil {
-				b.Fatal(err)
-			}
-		}
-		t1 := time.Now()
-		for i := 0; i < 20; i++ {
+	calls := [3]func() error{
+		func() error { _, err := server.VerifyAttestation(c.ev.Att, opts); return err },
+		func() error {
 			var att pb.Attestation
 			if err := proto.Unmarshal(raw, &att); err != nil {
-				b.Fatal(err)
+				return err
 			}
-			if _, err := server.VerifyAttestation(&att, opts); err != nil {
-				b.Fatal(err)
-			}
-		}
-		t2 := time.Now()
-		for i := 0; i < 20; i++ {
-			if err := ours(); err != nil {
-				b.Fatal(err)
-			}
-		}
-		libT += t1.Sub(t0)
-		decT += t2.Sub(t1)
-		ourT += time.Since(t2)
+			_, err := server.VerifyAttestation(&att, opts)
+			return err
+		},
+		ours,
 	}
-	return float64(ourT) / float64(libT), float64(ourT) / float64(decT)
+	batch := func(f func() error, n int) time.Duration {
+		t0 := time.Now()
+		for i := 0; i < n; i++ {
+			if err := f(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return time.Since(t0)
+	}
+	n := int(2 * time.Millisecond / (batch(calls[0], 5) / 5))
+	n = max(1, min(n, 20))
+	var alones, decodes []float64
+	for start, round := time.Now(), 0; time.Since(start) < 2*time.Second || round < 30; round++ {
+		var d [3]time.Duration
+		for i := range calls {
+			k := (round + i) % len(calls)
+			d[k] = batch(calls[k], n)
+		}
+		alones = append(alones, float64(d[2])/float64(d[0]))
+		decodes = append(decodes, float64(d[2])/float64(d[1]))
+	}
+	return median(alones), median(decodes)
+}
+
+// median returns the median of xs (sorted in place).
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	if n := len(xs); n%2 == 0 {
+		return (xs[n/2-1] + xs[n/2]) / 2
+	}
+	return xs[len(xs)/2]
 }
 
 func mustAllowlist(b *testing.B, k crypto.PublicKey) *evidence.Allowlist {

@@ -24,7 +24,8 @@ var ErrAKCertKey = errors.New("AK certificate's public key differs from the AK")
 // Intermediates and the intermediates the attestation carries (TCG EK Credential Profile;
 // go-tpm-tools server.VerifyAKCert). The certificate's key must be the AK itself. A verified
 // (AK, certificate) pair is cached until the certificate's NotAfter or CacheTTL, whichever comes
-// first, so the ~0.45 ms chain check is paid once per AK, not per attestation.
+// first, so the ~0.45 ms chain check is paid once per AK, not per attestation; a cache hit costs
+// a SHA-256 of the certificate and a map read under a read lock, with no allocation.
 type CertChain struct {
 	Roots         []*x509.Certificate
 	Intermediates []*x509.Certificate
@@ -35,8 +36,15 @@ type CertChain struct {
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 
-	mu    sync.Mutex
-	cache map[[32]byte]time.Time // SHA-256(AK thumbprint || cert DER) -> valid until
+	mu    sync.RWMutex
+	cache map[[32]byte]chainEntry // SHA-256(cert DER) -> the AK it was verified for, until when
+}
+
+// chainEntry is a verified (AK, certificate) pair: the AK's thumbprint and how long the pair
+// is trusted without re-checking.
+type chainEntry struct {
+	id    string
+	until time.Time
 }
 
 // TrustAK checks att's AK certificate as described on CertChain.
@@ -57,16 +65,12 @@ func (c *CertChain) trustKnown(_ context.Context, ak crypto.PublicKey, id string
 	if len(c.Roots) == 0 {
 		return "", fmt.Errorf("%w: no trusted roots configured", ErrUntrustedAK)
 	}
-	h := sha256.New()
-	h.Write([]byte(id))
-	h.Write(der)
-	var k [32]byte
-	copy(k[:], h.Sum(nil))
+	k := sha256.Sum256(der)
 	now := c.now()
-	c.mu.Lock()
-	until, ok := c.cache[k]
-	c.mu.Unlock()
-	if ok && now.Before(until) {
+	c.mu.RLock()
+	e, ok := c.cache[k]
+	c.mu.RUnlock()
+	if ok && e.id == id && now.Before(e.until) {
 		return TrustCertificate, nil
 	}
 	cert, err := x509.ParseCertificate(der)
@@ -92,7 +96,7 @@ func (c *CertChain) trustKnown(_ context.Context, ak crypto.PublicKey, id string
 	if ttl <= 0 {
 		ttl = time.Hour
 	}
-	until = now.Add(ttl)
+	until := now.Add(ttl)
 	if cert.NotAfter.Before(until) {
 		until = cert.NotAfter
 	}
@@ -102,9 +106,9 @@ func (c *CertChain) trustKnown(_ context.Context, ak crypto.PublicKey, id string
 	}
 	c.mu.Lock()
 	if c.cache == nil || len(c.cache) >= max {
-		c.cache = map[[32]byte]time.Time{}
+		c.cache = map[[32]byte]chainEntry{}
 	}
-	c.cache[k] = until
+	c.cache[k] = chainEntry{id: id, until: until}
 	c.mu.Unlock()
 	return TrustCertificate, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/passport-attest/passport/api"
 	"github.com/passport-attest/passport/evidence"
 	"github.com/passport-attest/passport/internal/forge"
+	"github.com/passport-attest/passport/internal/logforge"
 	"github.com/passport-attest/passport/internal/testenv"
 )
 
@@ -27,29 +28,46 @@ func fuzzBinding(t testing.TB) ([]byte, *jose.JSONWebKey) {
 	return bytes.Repeat([]byte{0x42}, api.NonceSize), &cnf
 }
 
+// seedLogs returns the event logs the evidence fuzz targets start from, each well-formed, and a
+// crafted one the structure checks refuse (the security review's D1 input: a db
+// EFI_SIGNATURE_LIST with SignatureSize 0). With -short (the short run in `make test`) they are
+// logforge.MiniUEFI and its crafted variant, small enough for the fuzzer to mutate and minimize
+// fast; otherwise (`make fuzz`) real logs of 30-50 KB.
+func seedLogs(f *testing.F, names ...string) (logs [][]byte, crafted []byte) {
+	f.Helper()
+	if testing.Short() {
+		crafted, err := logforge.ZeroSignatureSizeDB(logforge.MiniUEFI())
+		if err != nil {
+			f.Fatal(err)
+		}
+		return [][]byte{logforge.MiniUEFI()}, crafted
+	}
+	for _, name := range names {
+		logs = append(logs, testenv.EventLog(f, name))
+	}
+	crafted, _ = zeroSignatureSizeLog(f)
+	return logs, crafted
+}
+
 // FuzzVerify feeds arbitrary attestation bytes to Verifier.Verify (trusting any AK, so that the
-// fuzzer reaches every check), seeded with correctly forged evidence over real logs. Nothing
-// may panic; a refusal must be an *evidence.Error; an acceptance must carry an AK and PCRs.
+// fuzzer reaches every check), seeded with correctly forged evidence over real logs (over
+// logforge.MiniUEFI with -short) and over a crafted log. Nothing
+// may panic; a refusal must be an *evidence.Error; an acceptance must carry an AK and PCRs, and
+// go-tpm-tools' server.VerifyAttestation must accept the same bytes with the same machine state.
 func FuzzVerify(f *testing.F) {
 	nonce, cnf := fuzzBinding(f)
 	ak, err := forge.NewECC()
 	if err != nil {
 		f.Fatal(err)
 	}
-	for _, name := range []string{testenv.DefaultLog, "cos-101-amd-sev.bin", "gdc-host.bin"} {
-		ev, err := ak.AttestFor(nonce, cnf, testenv.EventLog(f, name), forge.Quote{})
+	logs, crafted := seedLogs(f, testenv.DefaultLog, "cos-101-amd-sev.bin", "gdc-host.bin")
+	for _, log := range append(logs, crafted) {
+		ev, err := ak.AttestFor(nonce, cnf, log, forge.Quote{})
 		if err != nil {
 			f.Fatal(err)
 		}
 		f.Add(ev.Bytes())
 	}
-	// The security review's D1 input: a db EFI_SIGNATURE_LIST with SignatureSize 0.
-	crafted, _ := zeroSignatureSizeLog(f)
-	ev, err := ak.AttestFor(nonce, cnf, crafted, forge.Quote{})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(ev.Bytes())
 	v, err := evidence.NewVerifier(evidence.Options{AKTrust: evidence.AnyAK{}})
 	if err != nil {
 		f.Fatal(err)
@@ -65,36 +83,34 @@ func FuzzVerify(f *testing.F) {
 		if st.AK == nil || len(st.PCRs) == 0 || len(st.LoggedPCRs) == 0 {
 			t.Fatalf("accepted state without AK or PCRs: %+v", st)
 		}
+		libraryAgrees(t, st, nonce, cnf, att)
 	})
 }
 
 // FuzzVerifyParts fuzzes the attestation's fields separately (AK public area, quote, signature,
-// event log), which a whole-protobuf fuzzer rarely keeps well-formed enough to reach.
+// event log), which a whole-protobuf fuzzer rarely keeps well-formed enough to reach. What
+// Verify accepts, server.VerifyAttestation must accept with the same machine state. Seeds as
+// FuzzVerify's (logforge.MiniUEFI with -short).
 func FuzzVerifyParts(f *testing.F) {
 	nonce, cnf := fuzzBinding(f)
 	ak, err := forge.NewECC()
 	if err != nil {
 		f.Fatal(err)
 	}
-	for _, name := range []string{testenv.DefaultLog, "ubuntu-2404-amd-sevsnp.bin"} {
-		ev, err := ak.AttestFor(nonce, cnf, testenv.EventLog(f, name), forge.Quote{})
+	logs, crafted := seedLogs(f, testenv.DefaultLog, "ubuntu-2404-amd-sevsnp.bin")
+	for _, log := range append(logs, crafted) {
+		ev, err := ak.AttestFor(nonce, cnf, log, forge.Quote{})
 		if err != nil {
 			f.Fatal(err)
 		}
 		q := ev.Att.Quotes[0]
 		f.Add(ev.Att.AkPub, q.Quote, q.RawSig, ev.Att.EventLog)
 	}
-	crafted, _ := zeroSignatureSizeLog(f)
-	cev, err := ak.AttestFor(nonce, cnf, crafted, forge.Quote{})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(cev.Att.AkPub, cev.Att.Quotes[0].Quote, cev.Att.Quotes[0].RawSig, crafted)
 	v, err := evidence.NewVerifier(evidence.Options{AKTrust: evidence.AnyAK{}})
 	if err != nil {
 		f.Fatal(err)
 	}
-	base, err := ak.AttestFor(nonce, cnf, testenv.EventLog(f, testenv.DefaultLog), forge.Quote{})
+	base, err := ak.AttestFor(nonce, cnf, logs[0], forge.Quote{})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -105,10 +121,13 @@ func FuzzVerifyParts(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if _, err := v.Verify(context.Background(), nonce, cnf, raw); err != nil {
+		st, err := v.Verify(context.Background(), nonce, cnf, raw)
+		if err != nil {
 			if _, ok := err.(*evidence.Error); !ok {
 				t.Fatalf("refusal %v (%T) is not an *evidence.Error", err, err)
 			}
+			return
 		}
+		libraryAgrees(t, st, nonce, cnf, raw)
 	})
 }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/google/go-eventlog/tcg"
+
 	"github.com/passport-attest/passport/eventlog"
 )
 
@@ -16,7 +18,23 @@ import (
 // for one crafted db variable). Refusals are *Error values of CheckEventLog; for malformed event
 // data they name the PCR and the event's index in the log.
 func checkLogStructure(log []byte) error {
-	err := eventlog.Validate(log)
+	return logRefusal(eventlog.Validate(log))
+}
+
+// parseLog is checkLogStructure that also returns go-eventlog's parse of the log
+// (eventlog.ParseForReplay), which verifyAttestation replays: the log is parsed once. A log
+// that parses only with 0xFF padding skipped is refused too (eventlog.ErrPadded), as
+// go-tpm-tools refuses it.
+func parseLog(log []byte) (*tcg.EventLog, error) {
+	el, err := eventlog.ParseForReplay(log)
+	if err != nil {
+		return nil, logRefusal(err)
+	}
+	return el, nil
+}
+
+// logRefusal turns an eventlog refusal into an *Error of CheckEventLog (nil stays nil).
+func logRefusal(err error) error {
 	if err == nil {
 		return nil
 	}

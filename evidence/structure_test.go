@@ -70,3 +70,32 @@ func TestZeroSignatureSizeOffline(t *testing.T) {
 	_, err = evidence.FromAttestation(forged(t, newForgedAK(t), raw, forge.Quote{}).Bytes())
 	wantMalformedDB(t, err, seq)
 }
+
+// TestPaddedLogRefused: a log that go-eventlog parses only by stopping at 0xFF padding is
+// refused as an event_log fault, even genuine padding, as go-tpm-tools refuses to parse it (the
+// library's check, now made on Verify's one parse); hidden events after the marker too.
+func TestPaddedLogRefused(t *testing.T) {
+	ak := newForgedAK(t)
+	v := verifierFor(t, ak.PublicKey())
+	padded := append(logforge.MiniUEFI(), bytes.Repeat([]byte{0xff}, 64)...)
+	_, err := verify(v, forged(t, ak, padded, forge.Quote{PCRs: mustPCRs(t, logforge.MiniUEFI())}))
+	wantRefusal(t, err, evidence.CheckEventLog, -1, -1)
+	if !errors.Is(err, eventlog.ErrPadded) {
+		t.Fatalf("refusal %v does not say the log is padded", err)
+	}
+	hidden := append(append(logforge.MiniUEFI(), 0xff, 0xff, 0xff, 0xff), []byte("junkjunk")...)
+	_, err = verify(v, forged(t, ak, hidden, forge.Quote{PCRs: mustPCRs(t, logforge.MiniUEFI())}))
+	wantRefusal(t, err, evidence.CheckEventLog, -1, -1)
+	if !errors.Is(err, eventlog.ErrTrailingData) {
+		t.Fatalf("refusal %v does not name the trailing data", err)
+	}
+}
+
+func mustPCRs(t *testing.T, log []byte) map[uint32][]byte {
+	t.Helper()
+	p, err := forge.PCRsFor(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -11,7 +11,6 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	pb "github.com/google/go-tpm-tools/proto/attest"
 	tpmpb "github.com/google/go-tpm-tools/proto/tpm"
-	"github.com/google/go-tpm-tools/server"
 	"github.com/google/go-tpm/legacy/tpm2"
 	"google.golang.org/protobuf/proto"
 
@@ -102,8 +101,10 @@ func (s *State) SecureBoot() bool { return s.Machine.GetSecureBoot().GetEnabled(
 // nonce with the attester's cnf key. In order it checks: sizes and decoding; a non-empty event
 // log; the AK public area (a restricted signing key, CheckAKKey); AK trust; the appraised
 // quote's TPMS_ATTEST magic, type, trailing bytes, PCR selection and extraData binding
-// (api.ExtraData(nonce, cnf)); then go-tpm-tools' server.VerifyAttestation pinned to the
-// SHA-256 bank (signature, PCR digest, event-log replay, event extraction); then that every
+// (api.ExtraData(nonce, cnf)); the event log's structure (eventlog.ParseForReplay, which parses
+// it once for what follows); then the checks of go-tpm-tools' server.VerifyAttestation pinned
+// to the SHA-256 bank (signature, PCR digest, event-log replay, event extraction; made by
+// verifyAttestation through the library's own calls on that parse); then that every
 // quoted PCR without events in the log holds its reset value, and the event-level rules of
 // checkEvents (relabelled types, events appended after a separator, unknown types). Refusals
 // are *Error values naming the check and, where the log is at fault, the PCR and the event's
@@ -146,19 +147,11 @@ func (v *Verifier) Verify(ctx context.Context, nonce []byte, cnf *jose.JSONWebKe
 		return nil, err
 	}
 	quoted := q.GetPcrs().GetPcrs()
-	// The library sees exactly the quote whose facts (clock, firmware version) we keep: with
-	// several quotes over one bank it would accept the first that verifies.
-	only := &pb.Attestation{AkPub: att.GetAkPub(), Quotes: []*tpmpb.Quote{q}, EventLog: att.GetEventLog(),
-		AkCert: att.GetAkCert(), IntermediateCerts: att.GetIntermediateCerts()}
-	if err := checkLogStructure(att.GetEventLog()); err != nil {
+	el, err := parseLog(att.GetEventLog())
+	if err != nil {
 		return nil, err
 	}
-	ms, err := verifyAttestation(only, server.VerifyOpts{
-		Nonce:      want,
-		TrustedAKs: []crypto.PublicKey{akPub},
-		HashAlgo:   bank,
-		AllowSHA1:  bank == tpm2.AlgSHA1,
-	})
+	ms, err := verifyAttestation(q, akPub, want, el, bank == tpm2.AlgSHA1)
 	if err != nil {
 		return nil, libraryRefusal(att.GetEventLog(), name, quoted, err)
 	}
@@ -185,21 +178,6 @@ func (v *Verifier) Verify(ctx context.Context, nonce []byte, cnf *jose.JSONWebKe
 		FirmwareVersion: facts.firmware,
 		EventLog:        att.GetEventLog(),
 	}, nil
-}
-
-// errLibraryPanic marks a panic inside go-tpm-tools / go-eventlog, turned into a refusal.
-var errLibraryPanic = errors.New("the event log made go-tpm-tools panic")
-
-// verifyAttestation is server.VerifyAttestation with its panics turned into errors:
-// go-eventlog panics (tcg.Event.UntrustedType) on any event type it does not know, so a log
-// with one vendor event would otherwise crash the request.
-func verifyAttestation(att *pb.Attestation, opts server.VerifyOpts) (ms *pb.MachineState, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			ms, err = nil, fmt.Errorf("%w: %v", errLibraryPanic, r)
-		}
-	}()
-	return server.VerifyAttestation(att, opts)
 }
 
 // libraryRefusal turns a go-tpm-tools refusal into an *Error naming, where the log explains it,
