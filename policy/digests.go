@@ -75,7 +75,8 @@ const maxRecordedPCR = 9
 // digestScan is the scratch space of one evaluation's scanDigests, pooled between evaluations.
 type digestScan struct {
 	ds, tmp []rawDigest
-	first   []bool // first[i]: ds[i] is the first of its run of equal digests (hexSorted)
+	first   []bool      // first[i]: ds[i] is the first of its run of equal digests (hexSorted)
+	maybe   []candidate // events whose digest passes the filter of accepted or revoked digests
 	seen    []uint64
 	buf     []byte
 	// short: some digest in ds has fewer than 8 bytes (its key does not order it).
@@ -107,7 +108,7 @@ var digestScans = sync.Pool{New: func() any { return new(digestScan) }}
 
 // release clears the references sc holds and returns it to the pool.
 func (sc *digestScan) release() {
-	sc.ds, sc.tmp, sc.first, sc.buf = sc.ds[:0], sc.tmp[:0], sc.first[:0], sc.buf[:0]
+	sc.ds, sc.tmp, sc.first, sc.buf, sc.maybe = sc.ds[:0], sc.tmp[:0], sc.first[:0], sc.buf[:0], sc.maybe[:0]
 	sc.known = encodings{at: sc.known.at[:0]}
 	sc.short = false
 	digestScans.Put(sc)
@@ -145,26 +146,47 @@ func (p *Policy) scanDigests(s *evidence.State, a *Appraisal) *digestScan {
 		}
 	}
 	events := s.Machine.GetRawEvents()
+	// First, in a loop without calls (the compiler keeps its variables in registers), the
+	// digests to record and the few whose first bytes pass the filter of the accepted or the
+	// revoked digests; then the index lookups for those only.
 	record := p.prog.usesSets
-	measured := sc.ds[:0] // raw event digests of PCRs 0-9, when recorded
+	measured := slices.Grow(sc.ds[:0], len(events))[:len(events)] // event digests of PCRs 0-9, when recorded
+	maybe := slices.Grow(sc.maybe[:0], len(events))[:len(events)]
+	nm, nMaybe, short := 0, 0, false
+	acceptedF, revokedF := &p.accepted.filter, &p.revoked.filter
 	for i, e := range events {
 		d := e.GetDigest()
 		k := digestKey(d)
-		acc := int32(-1)
+		w, bit := (k>>6)&63, uint64(1)<<(k&63)
+		pos := int32(-1)
+		if record && e.GetPcrIndex() <= maxRecordedPCR {
+			measured[nm] = rawDigest{key: k, event: int32(i), accepted: -1}
+			pos = int32(nm)
+			nm++
+			short = short || len(d) < 8
+		}
+		if (acceptedF[w]|revokedF[w])&bit != 0 {
+			maybe[nMaybe] = candidate{event: int32(i), pos: pos}
+			nMaybe++
+		}
+	}
+	measured, sc.maybe, sc.short = measured[:nm], maybe[:nMaybe], short
+	for _, c := range sc.maybe {
+		e := events[c.event]
+		d := e.GetDigest()
+		k := digestKey(d)
 		if j, ok := p.accepted.get(k, d); ok {
-			acc = int32(j)
+			if c.pos >= 0 {
+				measured[c.pos].accepted = int32(j)
+			}
 			if seen[j/64]&(1<<(j%64)) == 0 {
 				seen[j/64] |= 1 << (j % 64)
 				nSeen++
 			}
 		}
-		if record && e.GetPcrIndex() <= maxRecordedPCR {
-			measured = append(measured, rawDigest{key: k, event: int32(i), accepted: acc})
-			sc.short = sc.short || len(d) < 8
-		}
 		if anyRevoked {
 			if r, ok := p.revoked.get(k, d); ok {
-				hits = append(hits, revokedHit{r: r, pcr: int(e.GetPcrIndex()), event: i, typ: e.GetUntrustedType()})
+				hits = append(hits, revokedHit{r: r, pcr: int(e.GetPcrIndex()), event: int(c.event), typ: e.GetUntrustedType()})
 			}
 		}
 	}
@@ -197,6 +219,10 @@ func (p *Policy) scanDigests(s *evidence.State, a *Appraisal) *digestScan {
 	}
 	return sc
 }
+
+// candidate is an event whose digest may be accepted or revoked, and the position of its
+// digest in digestScan.ds (-1 when not recorded).
+type candidate struct{ event, pos int32 }
 
 // rawDigest is an event digest: its digestKey, the event's index and the index of the digest
 // in acceptedHex (-1 when not accepted). It holds no pointer, so sorting moves no pointers.

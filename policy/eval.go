@@ -305,42 +305,57 @@ func combine(vec token.TrustworthinessVector, claim string, v int8) {
 // evaluation error, the value of its explain expression, or the values of the input terms it
 // reads and the sizes of the reference-value sets it uses.
 func (p *Policy) reason(r *compiledRule, act interpreter.Activation, out ref.Val, err error) string {
-	msg := r.Message
-	if msg == "" {
-		msg = "expected " + r.Expr
+	var b strings.Builder
+	b.Grow(256)
+	if r.Message != "" {
+		b.WriteString(r.Message)
+	} else {
+		b.WriteString("expected ")
+		b.WriteString(r.Expr)
 	}
-	var seen []string
+	n := 0 // items of "(seen: a; b)" written
+	item := func(parts ...string) {
+		if n == 0 {
+			b.WriteString(" (seen: ")
+		} else {
+			b.WriteString("; ")
+		}
+		for _, s := range parts {
+			b.WriteString(s)
+		}
+		n++
+	}
 	if err != nil {
-		seen = append(seen, "could not be evaluated: "+err.Error())
+		item("could not be evaluated: ", err.Error())
 	} else if out != types.False {
-		seen = append(seen, "evaluated to "+render(out))
+		item("evaluated to ", render(out))
 	}
 	if r.explain != nil {
 		if v, _, err := r.explain.Eval(act); err == nil {
 			if s, ok := v.(types.String); ok {
-				seen = append(seen, string(s)) // the rule's own words
+				item(string(s)) // the rule's own words
 			} else {
-				seen = append(seen, r.Explain+" = "+render(v))
+				item(r.Explain, " = ", render(v))
 			}
 		} else {
-			seen = append(seen, "explain: "+err.Error())
+			item("explain: ", err.Error())
 		}
 	}
 	for _, t := range r.terms {
 		if v, _, err := t.prg.Eval(act); err == nil {
-			seen = append(seen, t.text+" = "+render(v))
+			item(t.text, " = ", render(v))
 		} else {
-			seen = append(seen, t.text+": "+err.Error())
+			item(t.text, ": ", err.Error())
 		}
 	}
 	for _, s := range r.sets {
-		n := p.counts[s]
-		seen = append(seen, fmt.Sprintf("refs.%s has %d value%s", s, n, plural(n)))
+		c := p.counts[s]
+		item("refs.", s, " has ", strconv.Itoa(c), " value", plural(c))
 	}
-	if len(seen) == 0 {
-		return msg
+	if n > 0 {
+		b.WriteString(")")
 	}
-	return msg + " (seen: " + strings.Join(seen, "; ") + ")"
+	return b.String()
 }
 
 func plural(n int) string {
@@ -348,6 +363,17 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
+}
+
+// quote returns strconv.Quote(s), without its rune-by-rune work when s is printable ASCII
+// with no quote or backslash (digests, most command lines), which Quote leaves as they are.
+func quote(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c > '~' || c == '"' || c == '\\' {
+			return strconv.Quote(s)
+		}
+	}
+	return `"` + s + `"`
 }
 
 // render formats a CEL value for an operator: strings quoted (long ones cut), lists up to 8
@@ -359,7 +385,7 @@ func render(v ref.Val) string {
 		if len(s) > 200 {
 			s = s[:200] + "..."
 		}
-		return strconv.Quote(s)
+		return quote(s)
 	case types.Bool, types.Int, types.Uint, types.Double:
 		return fmt.Sprint(x.Value())
 	case traits.Mapper:

@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -292,4 +293,39 @@ func show(a *Appraisal) string {
 	}
 	fmt.Fprintf(&b, "  reference values %v\n  measured %v", a.ReferenceValues, a.Measured)
 	return b.String()
+}
+
+// TestConcurrentAppraisalsAgree: evaluations running at the same time (each takes its input,
+// scratch space and cached CEL values from pools) still return the reference appraisal (run
+// it with -race too).
+func TestConcurrentAppraisalsAgree(t *testing.T) {
+	states := realLogStates(t)
+	names := slices.Sorted(maps.Keys(states))
+	var p *Policy
+	for _, n := range names {
+		if f, _, err := Learn(states[n], LearnOptions{}); err == nil {
+			f.Rules = append(f.Rules, extraRules...)
+			if p, err = New(f, nil); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	want := map[string]*Appraisal{}
+	for _, n := range names {
+		want[n] = slowAppraise(p, states[n])
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 5 {
+				for _, n := range names {
+					if got := p.Appraise(states[n]); !reflect.DeepEqual(got, want[n]) {
+						t.Errorf("%s: concurrent appraisal differs from the reference", n)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/sha1"
 	"crypto/sha256"
-	"encoding/hex"
 	"math/bits"
 	"slices"
 	"strconv"
@@ -163,21 +162,38 @@ func (in *input) pcrMap() map[string]map[string]string {
 		return in.pcrs
 	}
 	s, n := in.s, in.n
-	m := map[string]string{}
+	var idxs []uint32
 	switch {
 	case !n.pcrs && n.pcrMask == 0:
 		// No rule reads a PCR value.
 	case n.pcrs:
-		for idx, v := range s.PCRs {
-			m[strconv.Itoa(int(idx))] = hex.EncodeToString(v)
+		for idx := range s.PCRs {
+			idxs = append(idxs, idx)
 		}
 	default:
 		for mask := n.pcrMask; mask != 0; mask &= mask - 1 {
 			idx := uint32(bits.TrailingZeros32(mask))
-			if v, ok := s.PCRs[idx]; ok {
-				m[strconv.Itoa(int(idx))] = hex.EncodeToString(v)
+			if _, ok := s.PCRs[idx]; ok {
+				idxs = append(idxs, idx)
 			}
 		}
+	}
+	size := 0
+	for _, idx := range idxs {
+		size += 2 * len(s.PCRs[idx])
+	}
+	buf := make([]byte, size)
+	off := 0
+	for _, idx := range idxs {
+		off += hexEncode(buf[off:], s.PCRs[idx])
+	}
+	all := string(buf) // one string for all the values
+	m := make(map[string]string, len(idxs))
+	off = 0
+	for _, idx := range idxs {
+		l := 2 * len(s.PCRs[idx])
+		m[strconv.Itoa(int(idx))] = all[off : off+l]
+		off += l
 	}
 	in.pcrs = map[string]map[string]string{s.Bank: m}
 	return in.pcrs
@@ -263,49 +279,8 @@ func buildInput(s *evidence.State, n needs, known encodings) *input {
 	if anyTypes && x.byType == nil {
 		x.byType = map[uint32]*[]string{}
 	}
-	grubSeen, cmdlines := false, 0
-	pcr9 := x.pcr9[:0]
-	cmd := -1
-	var cmdText []byte
-	for i, e := range events {
-		idx, typ, d := e.GetPcrIndex(), e.GetUntrustedType(), e.GetDigest()
-		switch {
-		case idx == 0 && typ != evSep:
-			h.toSlice(&b.Firmware, i, d)
-		case idx == 4 && typ == evBSA:
-			h.toSlice(&b.EFIApps, i, d)
-			if !grubSeen {
-				h.toSlice(&b.Bootloaders, i, d)
-			}
-		case (idx == 8 || idx == 9) && typ == evIPL:
-			grubSeen = true
-			if idx == 9 && n.grubFiles {
-				h.toSlice(&b.GRUBFiles, i, d)
-			}
-			if idx == 9 && n.kernel {
-				pcr9 = append(pcr9, i)
-			}
-			if idx == 8 && n.kernel {
-				if text, ok := cmdlineText(e.GetData()); ok {
-					cmd, cmdText = i, text
-					cmdlines++
-				}
-			}
-		}
-		if anyTypes && (n.events || slices.Contains(n.eventTypes, typ)) {
-			l, ok := x.byType[typ]
-			if !ok {
-				if k := len(x.free); k > 0 {
-					l, x.free = x.free[k-1], x.free[:k-1]
-				} else {
-					l = new([]string)
-				}
-				x.byType[typ] = l
-			}
-			h.toSlice(l, i, d)
-		}
-	}
-	x.pcr9 = pcr9
+	cmd, cmdText, cmdlines := x.walk(events, n, h)
+	pcr9 := x.pcr9
 	if n.kernel && cmdlines == 1 { // more than one kernel command line is ambiguous: tell nothing
 		kernelState(b, events, cmd, cmdText, pcr9, hashOf(s.Bank), h)
 	}
@@ -322,6 +297,67 @@ func buildInput(s *evidence.State, n needs, known encodings) *input {
 		b.GRUBCommands = grubCommands(events, hashOf(s.Bank))
 	}
 	return in
+}
+
+// walk sorts the events into the lists of the Boot (firmware, EFI applications, boot
+// loaders, GRUB files, events by type) and collects in x.pcr9 GRUB's PCR 9 events; it
+// returns the last kernel command line event of PCR 8 (-1 when none), its text and how many
+// there are. (A function of its own: the compiler keeps its few variables in registers.)
+func (x *inputBox) walk(events []*pb.Event, n needs, h *hexer) (cmd int, cmdText []byte, cmdlines int) {
+	b := &x.boot
+	grubSeen := false
+	pcr9 := x.pcr9[:0]
+	cmd = -1
+	grubFiles, kernel, allTypes, someTypes := n.grubFiles, n.kernel, n.events, n.eventTypes
+	for i, e := range events {
+		idx, typ := e.GetPcrIndex(), e.GetUntrustedType()
+		switch {
+		case idx == 0 && typ != evSep:
+			h.toSlice(&b.Firmware, i, e.GetDigest())
+		case idx == 4 && typ == evBSA:
+			h.toSlice(&b.EFIApps, i, e.GetDigest())
+			if !grubSeen {
+				h.toSlice(&b.Bootloaders, i, e.GetDigest())
+			}
+		case idx == 9 && typ == evIPL:
+			grubSeen = true
+			if grubFiles {
+				h.toSlice(&b.GRUBFiles, i, e.GetDigest())
+			}
+			if kernel {
+				pcr9 = append(pcr9, i)
+			}
+		case idx == 8 && typ == evIPL:
+			grubSeen = true
+			// Most PCR 8 events are GRUB commands ("grub_cmd: ..."): tell them from command
+			// lines here, without a call (cmdlineText checks the same two bytes first).
+			if data := e.GetData(); kernel && len(data) >= 6 && (data[0] == 'k' || data[5] == 'k') {
+				if text, ok := cmdlineText(data); ok {
+					cmd, cmdText = i, text
+					cmdlines++
+				}
+			}
+		}
+		if allTypes || (len(someTypes) > 0 && slices.Contains(someTypes, typ)) {
+			x.addTyped(h, typ, i, e.GetDigest())
+		}
+	}
+	x.pcr9 = pcr9
+	return cmd, cmdText, cmdlines
+}
+
+// addTyped adds the digest d of event i, of type typ, to the list of its type (Boot.Events).
+func (x *inputBox) addTyped(h *hexer, typ uint32, i int, d []byte) {
+	l, ok := x.byType[typ]
+	if !ok {
+		if k := len(x.free); k > 0 {
+			l, x.free = x.free[k-1], x.free[:k-1]
+		} else {
+			l = new([]string)
+		}
+		x.byType[typ] = l
+	}
+	h.toSlice(l, i, d)
 }
 
 // hexer hex-encodes digests into one buffer and, on flush, hands out substrings of one string:

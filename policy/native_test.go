@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -141,6 +142,17 @@ func TestHexEncode(t *testing.T) {
 			dst := make([]byte, 2*n)
 			if k := hexEncode(dst, src); k != 2*n || string(dst) != hex.EncodeToString(src) {
 				t.Fatalf("hexEncode(%x) = %d, %q", src, k, dst)
+			}
+		}
+	}
+}
+
+// TestQuote: quote is strconv.Quote, for every byte in every position.
+func TestQuote(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		for _, s := range []string{string(rune(c)), string([]byte{byte(c)}), "ab" + string([]byte{byte(c)}) + "cd", "x" + string(rune(c))} {
+			if got, want := quote(s), strconv.Quote(s); got != want {
+				t.Fatalf("quote(%q) = %s, want %s", s, got, want)
 			}
 		}
 	}
