@@ -54,6 +54,7 @@ func celEnv() (*cel.Env, error) {
 			cel.Variable(varTPM, cel.ObjectType("policy.TPM")),
 			ext.Strings(),
 			cel.CrossTypeNumericComparisons(true),
+			cacheFields(),
 		)
 	})
 	return env, envErr

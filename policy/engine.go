@@ -188,7 +188,7 @@ func (e *Engine) revokedInForce(digest string) bool {
 	if err != nil {
 		return false
 	}
-	_, ok := e.cur.Load().revoked.get(raw)
+	_, ok := e.cur.Load().revoked.get(digestKey(raw), raw)
 	return ok
 }
 

@@ -1,14 +1,10 @@
 package policy
 
 import (
-	"bytes"
-	"cmp"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"maps"
-	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,8 +13,6 @@ import (
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/common/types/traits"
 	"cel.dev/cel-go/interpreter"
-	"github.com/google/go-eventlog/tcg"
-	pb "github.com/google/go-tpm-tools/proto/attest"
 
 	"github.com/passport-attest/passport/evidence"
 	"github.com/passport-attest/passport/refvalues"
@@ -34,15 +28,19 @@ type Policy struct {
 	// the same maps for native checks.
 	refs ref.Val
 	sets map[string]map[string]any
+	// native holds, for each rule of prog with a native check, the sets it reads.
+	native []nativeSets
 	// counts is the size of each effective set (for explanations).
 	counts map[string]int
 	// accepted maps every value of every set that is not revoked to its index in acceptedHex
 	// (sorted, unique); revoked maps every revoked digest to its revocation.
 	accepted    digestIndex[int]
 	acceptedHex []string
-	revoked     digestIndex[refvalues.Revocation]
-	refsHash    string
-	id          string
+	// acceptedLower[i]: acceptedHex[i] is lowercase, the encoding the input gives its digest.
+	acceptedLower []bool
+	revoked       digestIndex[refvalues.Revocation]
+	refsHash      string
+	id            string
 }
 
 var _ Appraiser = (*Policy)(nil)
@@ -107,9 +105,11 @@ func (p *Program) Bind(snap *refvalues.Snapshot) (*Policy, error) {
 	}
 	slices.Sort(all)
 	pol.acceptedHex = slices.Compact(all)
+	pol.acceptedLower = make([]bool, len(pol.acceptedHex))
 	for i, v := range pol.acceptedHex {
 		raw, _ := hex.DecodeString(v) // checked above
 		pol.accepted.put(raw, i)
+		pol.acceptedLower[i] = hex.EncodeToString(raw) == v
 	}
 	for d, r := range revoked {
 		raw, err := hex.DecodeString(d)
@@ -119,6 +119,12 @@ func (p *Program) Bind(snap *refvalues.Snapshot) (*Policy, error) {
 		pol.revoked.put(raw, r)
 	}
 	pol.refs = types.NewStringInterfaceMap(types.DefaultTypeAdapter, celSets)
+	pol.native = make([]nativeSets, len(p.rules))
+	for i, r := range p.rules {
+		if r.native != nil {
+			pol.native[i] = r.native.bind(pol.sets)
+		}
+	}
 	pol.refsHash = eff.Digest()
 	sum := sha256.Sum256([]byte(p.digest + "\n" + pol.refsHash))
 	pol.id = "sha256:" + hex.EncodeToString(sum[:])
@@ -149,55 +155,6 @@ func (p *Policy) Revoked() []refvalues.Revocation {
 // SetSizes returns the number of accepted (not revoked) digests of each bound set.
 func (p *Policy) SetSizes() map[string]int { return maps.Clone(p.counts) }
 
-// digestIndex maps raw digests to values. Every event digest of a log (hundreds per
-// evaluation) is looked up, and nearly all miss: a 4096-bit filter on the digest's first bytes
-// answers most misses without touching the map.
-type digestIndex[V any] struct {
-	filter [64]uint64
-	m      map[uint64][]digestEntry[V]
-}
-
-type digestEntry[V any] struct {
-	raw string
-	val V
-}
-
-func digestKey(raw []byte) uint64 {
-	if len(raw) >= 8 {
-		return binary.BigEndian.Uint64(raw)
-	}
-	var k uint64
-	for _, c := range raw {
-		k = k<<8 | uint64(c)
-	}
-	return k
-}
-
-func (x *digestIndex[V]) put(raw []byte, v V) {
-	k := digestKey(raw)
-	if x.m == nil {
-		x.m = map[uint64][]digestEntry[V]{}
-	}
-	x.filter[(k>>6)&63] |= 1 << (k & 63)
-	x.m[k] = append(x.m[k], digestEntry[V]{raw: string(raw), val: v})
-}
-
-func (x *digestIndex[V]) get(raw []byte) (V, bool) {
-	var zero V
-	k := digestKey(raw)
-	if x.filter[(k>>6)&63]&(1<<(k&63)) == 0 {
-		return zero, false
-	}
-	for _, e := range x.m[k] {
-		if e.raw == string(raw) {
-			return e.val, true
-		}
-	}
-	return zero, false
-}
-
-func (x *digestIndex[V]) len() int { return len(x.m) }
-
 // activation resolves the input variables for one evaluation (one goroutine), converting each
 // to CEL on first use only.
 type activation struct {
@@ -215,8 +172,9 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		return a.boot, true
 	case varPCRs:
 		if a.pcrs == nil {
-			pcrs := make(map[string]any, len(a.in.pcrs))
-			for bank, m := range a.in.pcrs {
+			in := a.in.pcrMap()
+			pcrs := make(map[string]any, len(in))
+			for bank, m := range in {
 				pcrs[bank] = types.NewStringStringMap(ad, m)
 			}
 			a.pcrs = types.NewStringInterfaceMap(ad, pcrs)
@@ -245,7 +203,15 @@ func (a *activation) ResolveName(name string) (any, bool) {
 
 func (a *activation) Parent() interpreter.Activation { return nil }
 
-func (p *Policy) activation(in *input) *activation { return &activation{in: in, refs: p.refs} }
+// activation returns the activation of in with p's reference values (in its box, when in has
+// one).
+func (p *Policy) activation(in *input) *activation {
+	if in.box == nil {
+		return &activation{in: in, refs: p.refs}
+	}
+	in.box.act = activation{in: in, refs: p.refs}
+	return &in.box.act
+}
 
 // Appraise evaluates every rule over s and returns the appraisal: the trustworthiness vector
 // (each claim keeps the worst value any rule set for it; a "none" value such as no_claim only
@@ -264,17 +230,29 @@ func (p *Policy) Appraise(s *evidence.State) *Appraisal {
 		a.Status = token.TierContraindicated
 		return a
 	}
-	p.scanDigests(s, a)
-	in := buildInput(s, p.prog.needs)
-	act := p.activation(in)
-	for _, r := range p.prog.rules {
-		if r.native != nil && r.native.holds(in, p.sets) {
-			if r.OnSuccess != nil {
-				combine(a.Vector, r.Claim, int8(*r.OnSuccess))
-			}
-			continue
+	sc := p.scanDigests(s, a)
+	in := buildInput(s, p.prog.needs, sc.known)
+	sc.release()
+	defer in.release() // after the frame is closed
+	// One execution frame for every rule: cel-go evaluates in a frame it is given rather than
+	// taking one from its pool for each evaluation (the programs have no default variables).
+	var vars interpreter.Activation = p.activation(in)
+	if f, err := interpreter.NewExecutionFrame(vars); err == nil {
+		defer f.Close()
+		vars = f
+	}
+	for i, r := range p.prog.rules {
+		var out ref.Val
+		var err error
+		holds, native := false, false
+		if r.native != nil {
+			holds, native = r.native.verdict(in, p.native[i])
 		}
-		out, _, err := r.prg.Eval(act)
+		if native {
+			out = types.Bool(holds) // what CEL computes (nativeCheck.verdict)
+		} else {
+			out, _, err = r.prg.Eval(vars)
+		}
 		if err == nil && out == types.True {
 			if r.OnSuccess != nil {
 				combine(a.Vector, r.Claim, int8(*r.OnSuccess))
@@ -282,7 +260,7 @@ func (p *Policy) Appraise(s *evidence.State) *Appraisal {
 			continue
 		}
 		combine(a.Vector, r.Claim, int8(r.OnFailure))
-		a.Failures = append(a.Failures, Failure{Rule: r.Name, Claim: r.Claim, Value: int8(r.OnFailure), Reason: p.reason(r, act, out, err)})
+		a.Failures = append(a.Failures, Failure{Rule: r.Name, Claim: r.Claim, Value: int8(r.OnFailure), Reason: p.reason(r, vars, out, err)})
 	}
 	// Refusals first, then warnings, then rules that made no claim (an operator reads from the
 	// top); rule order within each.
@@ -323,211 +301,61 @@ func combine(vec token.TrustworthinessVector, claim string, v int8) {
 	}
 }
 
-// maxRecordedPCR is the last PCR whose event digests an appraisal records (PCRs 0-9: firmware,
-// boot loaders, GRUB, kernel; PCRs 10 and above hold runtime logs such as IMA's).
-const maxRecordedPCR = 9
-
-// scanDigests walks every digest of the evidence (PCR values and event digests) once. It
-// records in a.ReferenceValues (sorted, unique, lowercase hex) the accepted reference values
-// the evidence matched and, when some rule reads a reference-value set, every event digest of
-// PCRs 0-9 (what those rules and the pinned PCRs appraised), so that a token can be found by
-// any measurement it vouched for once that measurement is revoked. Revoked digests fail the
-// built-in revoked-reference-value rule, naming where they appear.
-func (p *Policy) scanDigests(s *evidence.State, a *Appraisal) {
-	var seen []uint64 // bit i: acceptedHex[i] was matched
-	nSeen := 0
-	match := func(raw []byte) int {
-		i, ok := p.accepted.get(raw)
-		if !ok {
-			return -1
-		}
-		if seen == nil {
-			seen = make([]uint64, (len(p.acceptedHex)+63)/64)
-		}
-		if seen[i/64]&(1<<(i%64)) == 0 {
-			seen[i/64] |= 1 << (i % 64)
-			nSeen++
-		}
-		return i
-	}
-	var hits []revokedHit
-	anyRevoked := p.revoked.len() > 0
-	for _, idx := range s.LoggedPCRs {
-		v, ok := s.PCRs[idx]
-		if !ok {
-			continue
-		}
-		match(v)
-		if anyRevoked {
-			if r, ok := p.revoked.get(v); ok {
-				hits = append(hits, revokedHit{r: r, pcr: int(idx), event: -1, pcrValue: true})
-			}
-		}
-	}
-	events := s.Machine.GetRawEvents()
-	var measured []rawDigest // raw event digests of PCRs 0-9, when recorded
-	if p.prog.usesSets {
-		measured = make([]rawDigest, 0, len(events))
-	}
-	for i, e := range events {
-		d := e.GetDigest()
-		acc := match(d)
-		if p.prog.usesSets && e.GetPcrIndex() <= maxRecordedPCR {
-			measured = append(measured, rawDigest{key: digestKey(d), event: int32(i), accepted: int32(acc)})
-		}
-		if anyRevoked {
-			if r, ok := p.revoked.get(d); ok {
-				hits = append(hits, revokedHit{r: r, pcr: int(e.GetPcrIndex()), event: i, typ: e.GetUntrustedType()})
-			}
-		}
-	}
-	if nSeen > 0 {
-		a.ReferenceValues = make([]string, 0, nSeen)
-		for w, word := range seen {
-			for word != 0 {
-				a.ReferenceValues = append(a.ReferenceValues, p.acceptedHex[w*64+bits.TrailingZeros64(word)])
-				word &= word - 1
-			}
-		}
-	}
-	if len(measured) > 0 {
-		a.Measured = p.hexSorted(events, measured)
-	}
-	if len(hits) > 0 {
-		msgs := make([]string, len(hits))
-		for i, h := range hits {
-			if h.event >= 0 {
-				h.event = s.EventPosition(h.event) // the log's numbering (tpm2_eventlog's)
-			}
-			msgs[i] = h.String()
-		}
-		slices.Sort(msgs)
-		msgs = slices.Compact(msgs)
-		combine(a.Vector, p.prog.revClaim, p.prog.revValue)
-		a.Failures = append(a.Failures, Failure{Rule: RevokedRule, Claim: p.prog.revClaim, Value: p.prog.revValue,
-			Reason: "the evidence contains a revoked reference value: " + strings.Join(msgs, "; ")})
-	}
-}
-
-// rawDigest is an event digest: its digestKey, the event's index and the index of the digest
-// in acceptedHex (-1 when not accepted). It holds no pointer, so sorting moves no pointers.
-type rawDigest struct {
-	key             uint64
-	event, accepted int32
-}
-
-// hexSorted returns the distinct digests of ds (digests of events) in byte order (the order of
-// their lowercase hex), hex-encoded: accepted reference values reuse their encoding, the others
-// are substrings of one string (two allocations, whatever the number of digests). It sorts ds.
-func (p *Policy) hexSorted(events []*pb.Event, ds []rawDigest) []string {
-	raw := func(d rawDigest) []byte { return events[d.event].GetDigest() }
-	long := true // every digest has 8 bytes or more: its key orders it (real digests do)
-	for _, d := range ds {
-		long = long && len(raw(d)) >= 8
-	}
-	slices.SortFunc(ds, func(x, y rawDigest) int {
-		if long && x.key != y.key {
-			return cmp.Compare(x.key, y.key) // the first 8 bytes, big-endian: byte order
-		}
-		return bytes.Compare(raw(x), raw(y))
-	})
-	ds = slices.CompactFunc(ds, func(x, y rawDigest) bool { return x.key == y.key && bytes.Equal(raw(x), raw(y)) })
-	n := 0
-	for _, d := range ds {
-		if d.accepted < 0 {
-			n += hex.EncodedLen(len(raw(d)))
-		}
-	}
-	var sb strings.Builder
-	sb.Grow(n)
-	var tmp [128]byte // SHA-512 in hex
-	for _, d := range ds {
-		if d.accepted < 0 {
-			sb.Write(hex.AppendEncode(tmp[:0], raw(d)))
-		}
-	}
-	all := sb.String()
-	out := make([]string, len(ds))
-	off := 0
-	for i, d := range ds {
-		if d.accepted >= 0 {
-			out[i] = p.acceptedHex[d.accepted] // already encoded
-			continue
-		}
-		l := hex.EncodedLen(len(raw(d)))
-		out[i] = all[off : off+l]
-		off += l
-	}
-	return out
-}
-
-// revokedHit is one place a revoked digest appears: a PCR value (pcr >= 0, event -1 and typ 0)
-// or an event (its position in the log, -1 when unknown).
-type revokedHit struct {
-	r     refvalues.Revocation
-	pcr   int
-	event int
-	typ   uint32
-	// pcrValue: the digest is the PCR's value, not an event's.
-	pcrValue bool
-}
-
-func (h revokedHit) String() string {
-	where := "PCR " + strconv.Itoa(h.pcr)
-	switch {
-	case h.pcrValue:
-	case h.event >= 0:
-		where = fmt.Sprintf("event %d (PCR %d, %s)", h.event, h.pcr, tcg.EventType(h.typ).TCGString())
-	default:
-		where = fmt.Sprintf("an event (PCR %d, %s)", h.pcr, tcg.EventType(h.typ).TCGString())
-	}
-	msg := fmt.Sprintf("%s is revoked (%s)", where, h.r.Digest)
-	if h.r.Reason != "" {
-		msg += ": " + h.r.Reason
-	}
-	return msg
-}
-
 // reason explains a failed rule: its message (or its expression), then what was seen: the
 // evaluation error, the value of its explain expression, or the values of the input terms it
 // reads and the sizes of the reference-value sets it uses.
-func (p *Policy) reason(r *compiledRule, act *activation, out ref.Val, err error) string {
-	msg := r.Message
-	if msg == "" {
-		msg = "expected " + r.Expr
+func (p *Policy) reason(r *compiledRule, act interpreter.Activation, out ref.Val, err error) string {
+	var b strings.Builder
+	b.Grow(256)
+	if r.Message != "" {
+		b.WriteString(r.Message)
+	} else {
+		b.WriteString("expected ")
+		b.WriteString(r.Expr)
 	}
-	var seen []string
+	n := 0 // items of "(seen: a; b)" written
+	item := func(parts ...string) {
+		if n == 0 {
+			b.WriteString(" (seen: ")
+		} else {
+			b.WriteString("; ")
+		}
+		for _, s := range parts {
+			b.WriteString(s)
+		}
+		n++
+	}
 	if err != nil {
-		seen = append(seen, "could not be evaluated: "+err.Error())
+		item("could not be evaluated: ", err.Error())
 	} else if out != types.False {
-		seen = append(seen, "evaluated to "+render(out))
+		item("evaluated to ", render(out))
 	}
 	if r.explain != nil {
 		if v, _, err := r.explain.Eval(act); err == nil {
 			if s, ok := v.(types.String); ok {
-				seen = append(seen, string(s)) // the rule's own words
+				item(string(s)) // the rule's own words
 			} else {
-				seen = append(seen, r.Explain+" = "+render(v))
+				item(r.Explain, " = ", render(v))
 			}
 		} else {
-			seen = append(seen, "explain: "+err.Error())
+			item("explain: ", err.Error())
 		}
 	}
 	for _, t := range r.terms {
 		if v, _, err := t.prg.Eval(act); err == nil {
-			seen = append(seen, t.text+" = "+render(v))
+			item(t.text, " = ", render(v))
 		} else {
-			seen = append(seen, t.text+": "+err.Error())
+			item(t.text, ": ", err.Error())
 		}
 	}
 	for _, s := range r.sets {
-		n := p.counts[s]
-		seen = append(seen, fmt.Sprintf("refs.%s has %d value%s", s, n, plural(n)))
+		c := p.counts[s]
+		item("refs.", s, " has ", strconv.Itoa(c), " value", plural(c))
 	}
-	if len(seen) == 0 {
-		return msg
+	if n > 0 {
+		b.WriteString(")")
 	}
-	return msg + " (seen: " + strings.Join(seen, "; ") + ")"
+	return b.String()
 }
 
 func plural(n int) string {
@@ -535,6 +363,17 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
+}
+
+// quote returns strconv.Quote(s), without its rune-by-rune work when s is printable ASCII
+// with no quote or backslash (digests, most command lines), which Quote leaves as they are.
+func quote(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < ' ' || c > '~' || c == '"' || c == '\\' {
+			return strconv.Quote(s)
+		}
+	}
+	return `"` + s + `"`
 }
 
 // render formats a CEL value for an operator: strings quoted (long ones cut), lists up to 8
@@ -546,7 +385,7 @@ func render(v ref.Val) string {
 		if len(s) > 200 {
 			s = s[:200] + "..."
 		}
-		return strconv.Quote(s)
+		return quote(s)
 	case types.Bool, types.Int, types.Uint, types.Double:
 		return fmt.Sprint(x.Value())
 	case traits.Mapper:

@@ -3,7 +3,8 @@ package policy
 import (
 	"bytes"
 	"crypto"
-	"encoding/hex"
+	"crypto/sha1"
+	"crypto/sha256"
 	"math/bits"
 	"slices"
 	"strconv"
@@ -59,6 +60,8 @@ type Boot struct {
 	// Events: digests of every measured event by TCG event type name, e.g.
 	// boot.events["EV_EFI_BOOT_SERVICES_APPLICATION"], in log order.
 	Events map[string][]string `cel:"events"`
+
+	cel *fieldCache // the CEL values of the list and map fields, when an evaluation caches them
 }
 
 // AK is the CEL variable ak: the attestation key.
@@ -86,6 +89,8 @@ type TPM struct {
 	LoggedPCRs []int64 `cel:"logged_pcrs"`
 	// FirmwareVersion: the TPM's firmware version from the quote (0 without a quote).
 	FirmwareVersion uint64 `cel:"firmware_version"`
+
+	cel *fieldCache // the CEL value of LoggedPCRs, when an evaluation caches it
 }
 
 // needs says which costly parts of the input some rule reads: every PCR value (pcrs) or only
@@ -130,13 +135,17 @@ var eventTypeCodes = func() map[string]uint32 {
 	return m
 }()
 
-// input is one evaluation's variables.
+// input is one evaluation's variables. The PCR values (pcrs) are hex-encoded when a rule
+// evaluated by CEL reads them (pcrMap): the native checks compare raw digests.
 type input struct {
 	pcrs  map[string]map[string]string
 	tpm   *TPM
 	boot  *Boot
 	ak    *AK
 	clock *Clock
+	s     *evidence.State
+	n     needs
+	box   *inputBox // where the input lives (release)
 }
 
 const (
@@ -146,48 +155,113 @@ const (
 	evSep      = uint32(tcg.Separator)
 )
 
-// buildInput derives the rule input from s, computing only what n asks for beyond the cheap
-// fields. Digests are hex-encoded into one string (hexer) and the lists sized exactly, so that
-// an evaluation allocates a few dozen objects, not hundreds.
-func buildInput(s *evidence.State, n needs) *input {
-	x := &struct { // one allocation for the input and its structs
-		in    input
-		tpm   TPM
-		ak    AK
-		clock Clock
-		boot  Boot
-	}{
-		tpm:   TPM{Bank: s.Bank, FirmwareVersion: s.FirmwareVersion},
-		ak:    AK{ID: s.AKID, Trust: string(s.AKTrust)},
-		clock: Clock{Clock: int64(s.Clock.Clock), ResetCount: int64(s.Clock.ResetCount), RestartCount: int64(s.Clock.RestartCount)},
+// pcrMap returns the CEL value of pcrs: {bank: {"<index>": hex}}, with every PCR value of the
+// quote (needs.pcrs) or those of needs.pcrMask, built on first use.
+func (in *input) pcrMap() map[string]map[string]string {
+	if in.pcrs != nil {
+		return in.pcrs
 	}
-	in := &x.in
-	in.tpm, in.ak, in.clock, in.boot = &x.tpm, &x.ak, &x.clock, &x.boot
-	in.tpm.LoggedPCRs = make([]int64, len(s.LoggedPCRs))
-	for i, p := range s.LoggedPCRs {
-		in.tpm.LoggedPCRs[i] = int64(p)
-	}
-	b, ms := in.boot, s.Machine
-	events := ms.GetRawEvents()
-	h := hexers.Get().(*hexer)
-	defer h.release()
-	m := map[string]string{}
+	s, n := in.s, in.n
+	var idxs []uint32
 	switch {
 	case !n.pcrs && n.pcrMask == 0:
 		// No rule reads a PCR value.
 	case n.pcrs:
-		for idx, v := range s.PCRs {
-			h.toMap(m, strconv.Itoa(int(idx)), v)
+		for idx := range s.PCRs {
+			idxs = append(idxs, idx)
 		}
 	default:
 		for mask := n.pcrMask; mask != 0; mask &= mask - 1 {
 			idx := uint32(bits.TrailingZeros32(mask))
-			if v, ok := s.PCRs[idx]; ok {
-				h.toMap(m, strconv.Itoa(int(idx)), v)
+			if _, ok := s.PCRs[idx]; ok {
+				idxs = append(idxs, idx)
 			}
 		}
 	}
+	size := 0
+	for _, idx := range idxs {
+		size += 2 * len(s.PCRs[idx])
+	}
+	buf := make([]byte, size)
+	off := 0
+	for _, idx := range idxs {
+		off += hexEncode(buf[off:], s.PCRs[idx])
+	}
+	all := string(buf) // one string for all the values
+	m := make(map[string]string, len(idxs))
+	off = 0
+	for _, idx := range idxs {
+		l := 2 * len(s.PCRs[idx])
+		m[strconv.Itoa(int(idx))] = all[off : off+l]
+		off += l
+	}
 	in.pcrs = map[string]map[string]string{s.Bank: m}
+	return in.pcrs
+}
+
+// inputBox holds one evaluation's input and the scratch space buildInput needs, so that an
+// evaluation allocates neither: boxes are pooled and their lists and maps reused (release).
+type inputBox struct {
+	in    input
+	tpm   TPM
+	ak    AK
+	clock Clock
+	boot  Boot
+	act   activation
+	cel   fieldCache
+	// byType collects the digests of each event type read (Boot.Events); free keeps the lists
+	// of earlier evaluations for reuse.
+	byType map[uint32]*[]string
+	free   []*[]string
+	pcr9   []int
+}
+
+var inputBoxes = sync.Pool{New: func() any { return new(inputBox) }}
+
+// release returns the box of in (from buildInput) to the pool: nothing of the input may be used
+// afterwards. Its lists keep their capacity; every reference they hold is cleared.
+func (in *input) release() {
+	x := in.box
+	if x == nil {
+		return
+	}
+	b := &x.boot
+	for _, l := range []*[]string{&b.Firmware, &b.EFIApps, &b.Bootloaders, &b.GRUBFiles} {
+		clear(*l)
+		*l = (*l)[:0]
+	}
+	for _, l := range x.byType {
+		clear(*l)
+		*l = (*l)[:0]
+		x.free = append(x.free, l)
+	}
+	clear(x.byType)
+	clear(b.Events)
+	*b = Boot{Firmware: b.Firmware, EFIApps: b.EFIApps, Bootloaders: b.Bootloaders, GRUBFiles: b.GRUBFiles, Events: b.Events}
+	x.tpm = TPM{LoggedPCRs: x.tpm.LoggedPCRs[:0]}
+	x.in, x.ak, x.clock, x.act, x.cel = input{}, AK{}, Clock{}, activation{}, fieldCache{}
+	x.pcr9 = x.pcr9[:0]
+	inputBoxes.Put(x)
+}
+
+// buildInput derives the rule input from s, computing only what n asks for beyond the cheap
+// fields. Digests are hex-encoded into one string (hexer) and the input and its lists come
+// from a pool (release), so that an evaluation allocates a few objects, not hundreds; known
+// holds encodings already made (scanDigests), which it reuses.
+func buildInput(s *evidence.State, n needs, known encodings) *input {
+	x := inputBoxes.Get().(*inputBox)
+	x.in = input{s: s, n: n, box: x}
+	x.tpm.Bank, x.tpm.FirmwareVersion = s.Bank, s.FirmwareVersion
+	x.ak = AK{ID: s.AKID, Trust: string(s.AKTrust)}
+	x.clock = Clock{Clock: int64(s.Clock.Clock), ResetCount: int64(s.Clock.ResetCount), RestartCount: int64(s.Clock.RestartCount)}
+	in := &x.in
+	in.tpm, in.ak, in.clock, in.boot = &x.tpm, &x.ak, &x.clock, &x.boot
+	x.tpm.cel, x.boot.cel = &x.cel, &x.cel
+	for _, p := range s.LoggedPCRs {
+		in.tpm.LoggedPCRs = append(in.tpm.LoggedPCRs, int64(p))
+	}
+	b, ms := in.boot, s.Machine
+	events := ms.GetRawEvents()
 	b.SecureBoot = ms.GetSecureBoot().GetEnabled()
 	dbx := ms.GetSecureBoot().GetDbx()
 	b.DBXCount = int64(len(dbx.GetHashes()) + len(dbx.GetCerts()))
@@ -195,88 +269,112 @@ func buildInput(s *evidence.State, n needs) *input {
 		b.GCEFirmwareVersion = int64(p.GetGceVersion())
 		b.ConfidentialTechnology = p.GetTechnology().String()
 	}
-
 	if !n.walkEvents() {
-		h.flush()
 		return in
 	}
+	h := hexers.Get().(*hexer)
+	defer h.release()
+	h.known = known
 	anyTypes := n.events || len(n.eventTypes) > 0
-	var byType map[uint32]*[]string
-	if anyTypes {
-		byType = map[uint32]*[]string{}
+	if anyTypes && x.byType == nil {
+		x.byType = map[uint32]*[]string{}
 	}
-	grubSeen, cmdlines := false, 0
-	var pcr9 []*pb.Event
-	var cmd *pb.Event
-	var cmdText []byte
-	for _, e := range events {
-		idx, typ, d := e.GetPcrIndex(), e.GetUntrustedType(), e.GetDigest()
-		switch {
-		case idx == 0 && typ != evSep:
-			h.toSlice(&b.Firmware, d)
-		case idx == 4 && typ == evBSA:
-			h.toSlice(&b.EFIApps, d)
-			if !grubSeen {
-				h.toSlice(&b.Bootloaders, d)
-			}
-		case (idx == 8 || idx == 9) && typ == evIPL:
-			grubSeen = true
-			if idx == 9 && n.grubFiles {
-				h.toSlice(&b.GRUBFiles, d)
-			}
-			if idx == 9 && n.kernel {
-				pcr9 = append(pcr9, e)
-			}
-			if idx == 8 && n.kernel {
-				if text, ok := cmdlineText(e.GetData()); ok {
-					cmd, cmdText = e, text
-					cmdlines++
-				}
-			}
-		}
-		if anyTypes && (n.events || slices.Contains(n.eventTypes, typ)) {
-			l, ok := byType[typ]
-			if !ok {
-				l = new([]string)
-				byType[typ] = l
-			}
-			h.toSlice(l, d)
-		}
-	}
-	if anyTypes {
-		b.Events = make(map[string][]string, len(byType))
-		defer func() { // after flush has filled the lists
-			for typ, l := range byType {
-				b.Events[tcg.EventType(typ).TCGString()] = *l
-			}
-		}()
-	}
+	cmd, cmdText, cmdlines := x.walk(events, n, h)
+	pcr9 := x.pcr9
 	if n.kernel && cmdlines == 1 { // more than one kernel command line is ambiguous: tell nothing
-		kernelState(b, cmd, cmdText, pcr9, hashOf(s.Bank), h)
+		kernelState(b, events, cmd, cmdText, pcr9, hashOf(s.Bank), h)
 	}
 	h.flush()
+	if anyTypes {
+		if b.Events == nil {
+			b.Events = make(map[string][]string, len(x.byType))
+		}
+		for typ, l := range x.byType {
+			b.Events[tcg.EventType(typ).TCGString()] = *l
+		}
+	}
 	if n.grubCommands {
 		b.GRUBCommands = grubCommands(events, hashOf(s.Bank))
 	}
 	return in
 }
 
-// hexer hex-encodes digests into one buffer and, on flush, hands out substrings of one string:
-// one allocation for all of an evaluation's digests. Hexers are pooled (the buffer is copied
-// into the string, so it can be reused).
-type hexer struct {
-	buf  []byte
-	refs []hexRef
+// walk sorts the events into the lists of the Boot (firmware, EFI applications, boot
+// loaders, GRUB files, events by type) and collects in x.pcr9 GRUB's PCR 9 events; it
+// returns the last kernel command line event of PCR 8 (-1 when none), its text and how many
+// there are. (A function of its own: the compiler keeps its few variables in registers.)
+func (x *inputBox) walk(events []*pb.Event, n needs, h *hexer) (cmd int, cmdText []byte, cmdlines int) {
+	b := &x.boot
+	grubSeen := false
+	pcr9 := x.pcr9[:0]
+	cmd = -1
+	grubFiles, kernel, allTypes, someTypes := n.grubFiles, n.kernel, n.events, n.eventTypes
+	for i, e := range events {
+		idx, typ := e.GetPcrIndex(), e.GetUntrustedType()
+		switch {
+		case idx == 0 && typ != evSep:
+			h.toSlice(&b.Firmware, i, e.GetDigest())
+		case idx == 4 && typ == evBSA:
+			h.toSlice(&b.EFIApps, i, e.GetDigest())
+			if !grubSeen {
+				h.toSlice(&b.Bootloaders, i, e.GetDigest())
+			}
+		case idx == 9 && typ == evIPL:
+			grubSeen = true
+			if grubFiles {
+				h.toSlice(&b.GRUBFiles, i, e.GetDigest())
+			}
+			if kernel {
+				pcr9 = append(pcr9, i)
+			}
+		case idx == 8 && typ == evIPL:
+			grubSeen = true
+			// Most PCR 8 events are GRUB commands ("grub_cmd: ..."): tell them from command
+			// lines here, without a call (cmdlineText checks the same two bytes first).
+			if data := e.GetData(); kernel && len(data) >= 6 && (data[0] == 'k' || data[5] == 'k') {
+				if text, ok := cmdlineText(data); ok {
+					cmd, cmdText = i, text
+					cmdlines++
+				}
+			}
+		}
+		if allTypes || (len(someTypes) > 0 && slices.Contains(someTypes, typ)) {
+			x.addTyped(h, typ, i, e.GetDigest())
+		}
+	}
+	x.pcr9 = pcr9
+	return cmd, cmdText, cmdlines
 }
 
-// hexRef is where one encoded digest goes: a slot of a list sized in advance, a string field, or
-// a map entry.
+// addTyped adds the digest d of event i, of type typ, to the list of its type (Boot.Events).
+func (x *inputBox) addTyped(h *hexer, typ uint32, i int, d []byte) {
+	l, ok := x.byType[typ]
+	if !ok {
+		if k := len(x.free); k > 0 {
+			l, x.free = x.free[k-1], x.free[:k-1]
+		} else {
+			l = new([]string)
+		}
+		x.byType[typ] = l
+	}
+	h.toSlice(l, i, d)
+}
+
+// hexer hex-encodes digests into one buffer and, on flush, hands out substrings of one string:
+// one allocation for all of an evaluation's digests. A digest whose event has an encoding in
+// known is not encoded again. Hexers are pooled (the buffer is copied into the string, so it
+// can be reused).
+type hexer struct {
+	buf   []byte
+	refs  []hexRef
+	known encodings
+}
+
+// hexRef is where one encoded digest goes: a slot of a list sized in advance or a string field.
 type hexRef struct {
 	list       *[]string
 	i          int
 	str        *string
-	m          map[string]string
-	key        string
 	start, end int
 }
 
@@ -284,39 +382,52 @@ var hexers = sync.Pool{New: func() any { return &hexer{buf: make([]byte, 0, 32*6
 
 // release clears h and returns it to the pool.
 func (h *hexer) release() {
-	clear(h.refs) // drop references to lists and maps
-	h.buf, h.refs = h.buf[:0], h.refs[:0]
+	clear(h.refs) // drop references to lists
+	h.buf, h.refs, h.known = h.buf[:0], h.refs[:0], encodings{}
 	hexers.Put(h)
 }
 
 func (h *hexer) add(r hexRef, d []byte) {
 	r.start = len(h.buf)
-	h.buf = hex.AppendEncode(h.buf, d)
-	r.end = len(h.buf)
+	h.buf = slices.Grow(h.buf, 2*len(d))[:r.start+2*len(d)]
+	r.end = r.start + hexEncode(h.buf[r.start:], d)
 	h.refs = append(h.refs, r)
 }
 
-// toSlice appends a placeholder to *l, filled by flush (which reads *l then, so appends in
-// between are fine).
-func (h *hexer) toSlice(l *[]string, d []byte) {
+// encoded returns the known encoding of event's digest, "" when there is none.
+func (h *hexer) encoded(event int) string { return h.known.of(event) }
+
+// toSlice appends the encoding of d, the digest of event, to *l: the known one, or a
+// placeholder filled by flush (which reads *l then, so appends in between are fine).
+func (h *hexer) toSlice(l *[]string, event int, d []byte) {
+	if v := h.encoded(event); v != "" {
+		*l = append(*l, v)
+		return
+	}
 	*l = append(*l, "")
 	h.add(hexRef{list: l, i: len(*l) - 1}, d)
 }
 
-func (h *hexer) toString(dst *string, d []byte)                  { h.add(hexRef{str: dst}, d) }
-func (h *hexer) toMap(m map[string]string, key string, d []byte) { h.add(hexRef{m: m, key: key}, d) }
+// toString sets *dst to the encoding of d, the digest of event (on flush unless known).
+func (h *hexer) toString(dst *string, event int, d []byte) {
+	if v := h.encoded(event); v != "" {
+		*dst = v
+		return
+	}
+	h.add(hexRef{str: dst}, d)
+}
 
 func (h *hexer) flush() {
+	if len(h.refs) == 0 {
+		return
+	}
 	all := string(h.buf)
 	for _, r := range h.refs {
 		v := all[r.start:r.end]
-		switch {
-		case r.list != nil:
+		if r.list != nil {
 			(*r.list)[r.i] = v
-		case r.str != nil:
+		} else {
 			*r.str = v
-		default:
-			r.m[r.key] = v
 		}
 	}
 }
@@ -344,27 +455,29 @@ func cmdlineText(data []byte) ([]byte, bool) {
 	return nil, false
 }
 
-// kernelState records the kernel command line GRUB measured in PCR 8 when its digest is the
-// hash of its text (with or without the NUL terminator, as go-eventlog's extract package checks
-// it), and the digest of the kernel file it names among GRUB's PCR 9 measurements.
-func kernelState(b *Boot, cmd *pb.Event, text []byte, pcr9 []*pb.Event, hash crypto.Hash, h *hexer) {
-	if !digestOf(hash, text, cmd.GetDigest()) {
+// kernelState records the kernel command line GRUB measured in PCR 8 (events[cmd]) when its
+// digest is the hash of its text (with or without the NUL terminator, as go-eventlog's extract
+// package checks it), and the digest of the kernel file it names among GRUB's PCR 9
+// measurements (events[pcr9[i]]).
+func kernelState(b *Boot, events []*pb.Event, cmd int, text []byte, pcr9 []int, hash crypto.Hash, h *hexer) {
+	if !digestOf(hash, text, events[cmd].GetDigest()) {
 		return
 	}
 	line := string(bytes.TrimRight(text, "\x00"))
 	b.KernelCmdline = line
-	h.toString(&b.KernelCmdlineDigest, cmd.GetDigest())
+	h.toString(&b.KernelCmdlineDigest, cmd, events[cmd].GetDigest())
 	path, _, _ := strings.Cut(line, " ")
 	if _, after, ok := strings.Cut(path, ")"); ok && strings.HasPrefix(path, "(") {
 		path = after
 	}
 	for i := len(pcr9) - 1; i >= 0; i-- {
-		name := string(bytes.TrimRight(pcr9[i].GetData(), "\x00"))
-		if _, after, ok := strings.Cut(name, ")"); ok && strings.HasPrefix(name, "(") {
+		e := events[pcr9[i]]
+		name := bytes.TrimRight(e.GetData(), "\x00")
+		if _, after, ok := bytes.Cut(name, []byte(")")); ok && bytes.HasPrefix(name, []byte("(")) {
 			name = after
 		}
-		if (path != "" && name == path) || name == "grub_linuxefi Kernel" {
-			h.toString(&b.Kernel, pcr9[i].GetDigest())
+		if (path != "" && string(name) == path) || string(name) == "grub_linuxefi Kernel" {
+			h.toString(&b.Kernel, pcr9[i], e.GetDigest())
 			return
 		}
 	}
@@ -375,17 +488,29 @@ func digestOf(h crypto.Hash, data, digest []byte) bool {
 	if !h.Available() {
 		return false
 	}
-	hh := h.New()
-	hh.Write(data)
-	if bytes.Equal(hh.Sum(nil), digest) {
+	if hashIs(h, data, digest) {
 		return true
 	}
 	if len(data) > 0 && data[len(data)-1] == 0 {
-		hh.Reset()
-		hh.Write(data[:len(data)-1])
-		return bytes.Equal(hh.Sum(nil), digest)
+		return hashIs(h, data[:len(data)-1], digest)
 	}
 	return false
+}
+
+// hashIs reports whether digest is h(data), hashing on the stack for SHA-256 and SHA-1 (the
+// banks passport reads).
+func hashIs(h crypto.Hash, data, digest []byte) bool {
+	switch h {
+	case crypto.SHA256:
+		s := sha256.Sum256(data)
+		return bytes.Equal(s[:], digest)
+	case crypto.SHA1:
+		s := sha1.Sum(data)
+		return bytes.Equal(s[:], digest)
+	}
+	hh := h.New()
+	hh.Write(data)
+	return bytes.Equal(hh.Sum(nil), digest)
 }
 
 // grubCommands returns GRUB's PCR 8 commands through go-eventlog's extract package, which checks

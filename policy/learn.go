@@ -65,7 +65,7 @@ func Learn(s *evidence.State, o LearnOptions) (*File, []string, error) {
 	if o.Name == "" {
 		o.Name = "learned"
 	}
-	in := buildInput(s, allNeeds)
+	in := buildInput(s, allNeeds, encodings{})
 	b := in.boot
 	f := &File{Version: FileVersion, Name: o.Name, Description: o.Description, ReferenceValues: map[string][]string{}}
 	var warnings []string
@@ -130,7 +130,7 @@ func Learn(s *evidence.State, o LearnOptions) (*File, []string, error) {
 			Explain: `"kernel command line: " + boot.kernel_cmdline`})
 	}
 	for _, pcr := range s.LoggedPCRs {
-		v, ok := in.pcrs["sha256"][strconv.Itoa(int(pcr))]
+		v, ok := in.pcrMap()["sha256"][strconv.Itoa(int(pcr))]
 		if !ok {
 			continue
 		}

@@ -1,26 +1,49 @@
 package policy
 
-import "regexp"
+import (
+	"encoding/hex"
+	"regexp"
+	"strconv"
+	"strings"
+)
 
-// nativeCheck evaluates a rule whose expression has one of the forms Learn writes as plain set
-// lookups instead of a CEL comprehension:
+// nativeCheck evaluates without CEL a rule whose expression has one of the forms Learn writes:
 //
 //	boot.<list>.all(d, d in refs.<set>)
 //	size(boot.<list>) > 0 && boot.<list>.all(d, d in refs.<set>)
 //	boot.<string field> in refs.<set>
 //	pcrs.<bank>["<n>"] in refs.<set>
+//	<ak|tpm|boot>.<string field> in ["<word>", ...]
+//	<ak|tpm|boot>.<string field> == "<word>"
+//	boot.secure_boot
+//	boot.dbx_count >= <n>
 //
-// It only ever answers "true" for an input on which CEL evaluates the expression to true
-// (every set is the map Bind hands CEL as refs.<set>, and the input is the one CEL reads);
-// any other outcome (false, a missing PCR, bank or set) falls back to CEL, which gives the
-// verdict and the explanation.
+// (a <word> is letters, digits, '_' and '-': a CEL string literal whose value is its text).
+// Its verdict is the value CEL computes for the expression on the same input, with the same
+// sets (see verdict); where CEL would fail with an error (a bank or PCR the quote lacks, a set
+// not bound), it gives none and CEL decides. A PCR value is compared as raw bytes with the
+// raw form of the set's lowercase hex values, so no PCR value is hex-encoded for it.
 type nativeCheck struct {
 	list     func(*Boot) []string // a list field: every element must be in set
 	nonEmpty bool                 // and the list must not be empty
 	str      func(*Boot) string   // a string field that must be in set
 	bank     string               // with pcr: pcrs.<bank>["<pcr>"] must be in set
-	pcr      string
+	pcr      uint32
 	set      string
+	// field with words: the string field must be one of words (in [...] or ==).
+	field func(*input) string
+	words []string
+	// secureBoot: boot.secure_boot; dbxAtLeast >= 0: boot.dbx_count >= dbxAtLeast.
+	secureBoot bool
+	dbxAtLeast int64
+}
+
+// nativeSets are the sets one native check reads, bound by Policy.Bind: the set CEL sees as
+// refs.<name> (nil when not bound) and, for a PCR check, the raw bytes of its values that
+// are lowercase hex (the only ones the lowercase hex of a PCR value can equal).
+type nativeSets struct {
+	set map[string]any
+	raw map[string]struct{}
 }
 
 var (
@@ -28,9 +51,13 @@ var (
 	nativeSized = regexp.MustCompile(`^size\(boot\.([a-z_]+)\) > 0 && boot\.([a-z_]+)\.all\(([a-z_]+), ([a-z_]+) in refs\.([A-Za-z0-9_]+)\)$`)
 	nativeIn    = regexp.MustCompile(`^boot\.([a-z_]+) in refs\.([A-Za-z0-9_]+)$`)
 	nativePCR   = regexp.MustCompile(`^pcrs\.([a-z0-9]+)\["([0-9]+)"\] in refs\.([A-Za-z0-9_]+)$`)
+	nativeWords = regexp.MustCompile(`^([a-z]+\.[a-z_]+) in \[("[A-Za-z0-9_-]*"(?:, "[A-Za-z0-9_-]*")*)\]$`)
+	nativeEq    = regexp.MustCompile(`^([a-z]+\.[a-z_]+) == ("[A-Za-z0-9_-]*")$`)
+	nativeDBX   = regexp.MustCompile(`^boot\.dbx_count >= (0|[1-9][0-9]{0,17})$`)
 )
 
-// bootLists and bootStrings are the Boot fields a native check may read, by CEL name.
+// bootLists and bootStrings are the Boot fields a native check may read, by CEL name;
+// inputStrings the string fields of the input's variables, by CEL path.
 var (
 	bootLists = map[string]func(*Boot) []string{
 		"firmware":      func(b *Boot) []string { return b.Firmware },
@@ -45,61 +72,132 @@ var (
 		"kernel_cmdline_digest":   func(b *Boot) string { return b.KernelCmdlineDigest },
 		"confidential_technology": func(b *Boot) string { return b.ConfidentialTechnology },
 	}
+	inputStrings = map[string]func(*input) string{
+		"ak.id":    func(in *input) string { return in.ak.ID },
+		"ak.trust": func(in *input) string { return in.ak.Trust },
+		"tpm.bank": func(in *input) string { return in.tpm.Bank },
+	}
 )
 
-// nativeFor returns the native check of expr, nil when expr is not one of the learned forms.
+func init() {
+	for name, f := range bootStrings {
+		inputStrings["boot."+name] = func(in *input) string { return f(in.boot) }
+	}
+}
+
+// nativeFor returns the native check of expr, nil when expr is not one of the forms above.
 func nativeFor(expr string) *nativeCheck {
 	if m := nativeAll.FindStringSubmatch(expr); m != nil {
 		if l, ok := bootLists[m[1]]; ok && m[2] == m[3] && m[2] != varRefs {
-			return &nativeCheck{list: l, set: m[4]}
+			return &nativeCheck{list: l, set: m[4], dbxAtLeast: -1}
 		}
 		return nil
 	}
 	if m := nativeSized.FindStringSubmatch(expr); m != nil {
 		if l, ok := bootLists[m[1]]; ok && m[1] == m[2] && m[3] == m[4] && m[3] != varRefs {
-			return &nativeCheck{list: l, nonEmpty: true, set: m[5]}
+			return &nativeCheck{list: l, nonEmpty: true, set: m[5], dbxAtLeast: -1}
 		}
 		return nil
 	}
 	if m := nativeIn.FindStringSubmatch(expr); m != nil {
 		if s, ok := bootStrings[m[1]]; ok {
-			return &nativeCheck{str: s, set: m[2]}
+			return &nativeCheck{str: s, set: m[2], dbxAtLeast: -1}
 		}
 		return nil
 	}
 	if m := nativePCR.FindStringSubmatch(expr); m != nil {
-		return &nativeCheck{bank: m[1], pcr: m[2], set: m[3]}
+		// Only the key pcrMap writes for a PCR ("7", not "07"): other keys are never present.
+		if i, err := strconv.ParseUint(m[2], 10, 32); err == nil && strconv.FormatUint(i, 10) == m[2] {
+			return &nativeCheck{bank: m[1], pcr: uint32(i), set: m[3], dbxAtLeast: -1}
+		}
+		return nil
+	}
+	m := nativeWords.FindStringSubmatch(expr)
+	if m == nil {
+		m = nativeEq.FindStringSubmatch(expr)
+	}
+	if m != nil {
+		if f, ok := inputStrings[m[1]]; ok {
+			var words []string
+			for _, w := range strings.Split(m[2], ", ") {
+				words = append(words, strings.Trim(w, `"`))
+			}
+			return &nativeCheck{field: f, words: words, dbxAtLeast: -1}
+		}
+		return nil
+	}
+	if expr == "boot.secure_boot" {
+		return &nativeCheck{secureBoot: true, dbxAtLeast: -1}
+	}
+	if m := nativeDBX.FindStringSubmatch(expr); m != nil {
+		n, err := strconv.ParseInt(m[1], 10, 64)
+		if err == nil {
+			return &nativeCheck{dbxAtLeast: n}
+		}
 	}
 	return nil
 }
 
-// holds reports whether the check certainly holds on in with the bound sets; false means
-// "ask CEL".
-func (c *nativeCheck) holds(in *input, sets map[string]map[string]any) bool {
-	set, ok := sets[c.set]
-	if !ok {
-		return false
+// bind returns the sets c reads among a policy's sets (string sets, as CEL sees them) and the
+// raw form of PCR sets.
+func (c *nativeCheck) bind(sets map[string]map[string]any) nativeSets {
+	if c.set == "" {
+		return nativeSets{}
 	}
+	set := sets[c.set]
+	if set == nil || c.list != nil || c.str != nil {
+		return nativeSets{set: set}
+	}
+	raw := make(map[string]struct{}, len(set))
+	for v := range set {
+		if b, err := hex.DecodeString(v); err == nil && hex.EncodeToString(b) == v {
+			raw[string(b)] = struct{}{}
+		}
+	}
+	return nativeSets{set: set, raw: raw}
+}
+
+// verdict returns the value of the rule's expression on in (ok), or ok == false when CEL must
+// decide (it would fail with an error: the set is not bound, the quote lacks the bank or the
+// PCR).
+func (c *nativeCheck) verdict(in *input, ns nativeSets) (holds, ok bool) {
 	switch {
+	case c.field != nil:
+		v := c.field(in)
+		for _, w := range c.words {
+			if v == w {
+				return true, true
+			}
+		}
+		return false, true
+	case c.secureBoot:
+		return in.boot.SecureBoot, true
+	case c.dbxAtLeast >= 0:
+		return in.boot.DBXCount >= c.dbxAtLeast, true
+	case ns.set == nil:
+		return false, false // no such key: the set is not bound
 	case c.list != nil:
 		l := c.list(in.boot)
 		if c.nonEmpty && len(l) == 0 {
-			return false
+			return false, true
 		}
 		for _, d := range l {
-			if _, ok := set[d]; !ok {
-				return false
+			if _, ok := ns.set[d]; !ok {
+				return false, true
 			}
 		}
-		return true
+		return true, true
 	case c.str != nil:
-		_, ok := set[c.str(in.boot)]
-		return ok
+		_, ok := ns.set[c.str(in.boot)]
+		return ok, true
 	}
-	v, ok := in.pcrs[c.bank][c.pcr]
+	if c.bank != in.s.Bank {
+		return false, false // no such key
+	}
+	v, ok := in.s.PCRs[c.pcr]
 	if !ok {
-		return false
+		return false, false // no such key: the quote lacks the PCR
 	}
-	_, ok = set[v]
-	return ok
+	_, ok = ns.raw[string(v)]
+	return ok, true
 }
