@@ -22,8 +22,10 @@ var ErrAKCertKey = errors.New("AK certificate's public key differs from the AK")
 
 // CertChain trusts an AK whose certificate (Attestation.ak_cert) chains to one of Roots, through
 // Intermediates and the intermediates the attestation carries (TCG EK Credential Profile;
-// go-tpm-tools server.VerifyAKCert). The certificate's key must be the AK itself. A verified
-// (AK, certificate) pair is cached until the certificate's NotAfter or CacheTTL, whichever comes
+// go-tpm-tools server.VerifyAKCert). The certificate's key must be the AK itself, and a GCE
+// instance-information extension, when present, must parse (server.GetGCEInstanceInfo), as
+// server.VerifyAttestation requires with TrustedRootCerts. A verified (AK, certificate) pair
+// is cached until the certificate's NotAfter or CacheTTL, whichever comes
 // first, so the ~0.45 ms chain check is paid once per AK, not per attestation; a cache hit costs
 // a SHA-256 of the certificate and a map read under a read lock, with no allocation.
 type CertChain struct {
@@ -91,6 +93,11 @@ func (c *CertChain) trustKnown(_ context.Context, ak crypto.PublicKey, id string
 	}
 	if err := server.VerifyAKCert(cert, c.Roots, inter); err != nil {
 		return "", fmt.Errorf("%w: %w", ErrUntrustedAK, err)
+	}
+	// server.VerifyAttestation (TrustedRootCerts) also refuses a chained AK certificate whose
+	// GCE instance-information extension does not parse or holds negative numbers.
+	if _, err := server.GetGCEInstanceInfo(cert); err != nil {
+		return "", fmt.Errorf("%w: AK certificate: %w", ErrUntrustedAK, err)
 	}
 	ttl := c.CacheTTL
 	if ttl <= 0 {

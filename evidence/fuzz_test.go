@@ -131,3 +131,40 @@ func FuzzVerifyParts(f *testing.F) {
 		libraryAgrees(t, st, nonce, cnf, raw)
 	})
 }
+
+// FuzzVerifyLog fuzzes the event log alone and signs a fresh quote over whatever PCR values the
+// fuzzed log replays to (forge.AK.AttestFor), so that every log the parser takes gets past the
+// signature and PCR digest into verifyAttestation's replay and extraction on the once-parsed
+// log, the part of server.VerifyAttestation Verify remakes. FuzzVerify and FuzzVerifyParts keep
+// the signed quote, so their fuzzed logs reach extraction only when no quoted PCR's digests
+// change. What Verify accepts, server.VerifyAttestation must accept with the same machine state.
+func FuzzVerifyLog(f *testing.F) {
+	nonce, cnf := fuzzBinding(f)
+	ak, err := forge.NewECC()
+	if err != nil {
+		f.Fatal(err)
+	}
+	logs, crafted := seedLogs(f, testenv.DefaultLog, "ubuntu-2404-amd-sevsnp.bin")
+	for _, log := range append(logs, crafted) {
+		f.Add(log)
+	}
+	v, err := evidence.NewVerifier(evidence.Options{AKTrust: evidence.AnyAK{}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, log []byte) {
+		ev, err := ak.AttestFor(nonce, cnf, log, forge.Quote{})
+		if err != nil {
+			return // no SHA-256 replay to quote
+		}
+		raw := ev.Bytes()
+		st, err := v.Verify(context.Background(), nonce, cnf, raw)
+		if err != nil {
+			if _, ok := err.(*evidence.Error); !ok {
+				t.Fatalf("refusal %v (%T) is not an *evidence.Error", err, err)
+			}
+			return
+		}
+		libraryAgrees(t, st, nonce, cnf, raw)
+	})
+}
