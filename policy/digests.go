@@ -74,11 +74,11 @@ const maxRecordedPCR = 9
 
 // digestScan is the scratch space of one evaluation's scanDigests, pooled between evaluations.
 type digestScan struct {
-	ds, tmp []rawDigest
-	first   []bool      // first[i]: ds[i] is the first of its run of equal digests (hexSorted)
-	maybe   []candidate // events whose digest passes the filter of accepted or revoked digests
-	seen    []uint64
-	buf     []byte
+	ds    []rawDigest
+	first []bool      // first[i]: ds[i] is the first of its run of equal digests (hexSorted)
+	maybe []candidate // events whose digest passes the filter of accepted or revoked digests
+	seen  []uint64
+	buf   []byte
 	// short: some digest in ds has fewer than 8 bytes (its key does not order it).
 	short bool
 	// known maps each event recorded in Measured to its digest's encoding there, when that is
@@ -108,7 +108,7 @@ var digestScans = sync.Pool{New: func() any { return new(digestScan) }}
 
 // release clears the references sc holds and returns it to the pool.
 func (sc *digestScan) release() {
-	sc.ds, sc.tmp, sc.first, sc.buf, sc.maybe = sc.ds[:0], sc.tmp[:0], sc.first[:0], sc.buf[:0], sc.maybe[:0]
+	sc.ds, sc.first, sc.buf, sc.maybe = sc.ds[:0], sc.first[:0], sc.buf[:0], sc.maybe[:0]
 	sc.known = encodings{at: sc.known.at[:0]}
 	sc.short = false
 	digestScans.Put(sc)
@@ -254,7 +254,7 @@ func (p *Policy) hexSorted(events []*pb.Event, sc *digestScan) []string {
 	off := 0
 	for i, d := range ds {
 		if first[i] && d.accepted < 0 {
-			off += hexEncode(buf[off:], events[d.event].GetDigest())
+			off += hex.Encode(buf[off:], events[d.event].GetDigest())
 		}
 	}
 	all := string(buf) // one copy: buf is reused
@@ -283,62 +283,16 @@ func (p *Policy) hexSorted(events []*pb.Event, sc *digestScan) []string {
 	return out
 }
 
-// smallBucket is the most digests sortDigests lets share a first byte before it sorts them
-// with slices.SortFunc instead (digests crafted to share their first byte), so the cost stays
-// O(n log n) whatever the digests.
-const smallBucket = 16
-
-// sortDigests sorts sc.ds by digest bytes and returns the sorted slice (sc.ds or sc.tmp, whose
-// roles it may swap). When every digest has 8 bytes or more (real digests do), its key orders
-// it: a counting sort on the first byte spreads the digests (hashes) into runs of about one,
-// which an insertion sort finishes by key and bytes.
+// sortDigests sorts sc.ds by digest bytes (slices.SortFunc; the key, the first 8 bytes
+// big-endian, decides first when every digest has 8 bytes or more) and returns it.
 func sortDigests(sc *digestScan, events []*pb.Event) []rawDigest {
-	ds := sc.ds
-	raw := func(d rawDigest) []byte { return events[d.event].GetDigest() }
-	cmpDigest := func(x, y rawDigest) int {
+	slices.SortFunc(sc.ds, func(x, y rawDigest) int {
 		if !sc.short && x.key != y.key {
-			return cmp.Compare(x.key, y.key) // the first 8 bytes, big-endian: byte order
+			return cmp.Compare(x.key, y.key)
 		}
-		return bytes.Compare(raw(x), raw(y))
-	}
-	if sc.short || len(ds) <= smallBucket {
-		slices.SortFunc(ds, cmpDigest)
-		return ds
-	}
-	var start [256]int32 // the number of digests of each first byte, then the first slot of each
-	most := int32(0)
-	for _, d := range ds {
-		c := start[d.key>>56] + 1
-		start[d.key>>56] = c
-		most = max(most, c)
-	}
-	if most > smallBucket {
-		slices.SortFunc(ds, cmpDigest)
-		return ds
-	}
-	sum := int32(0)
-	for b, c := range start {
-		start[b] = sum
-		sum += c
-	}
-	out := slices.Grow(sc.tmp[:0], len(ds))[:len(ds)]
-	for _, d := range ds {
-		out[start[d.key>>56]] = d
-		start[d.key>>56]++
-	}
-	// Each digest is now among the at most smallBucket of its first byte: the insertion sort
-	// moves it fewer than smallBucket places.
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0; j-- {
-			x, y := out[j-1], out[j]
-			if x.key < y.key || (x.key == y.key && bytes.Compare(raw(x), raw(y)) <= 0) {
-				break
-			}
-			out[j-1], out[j] = y, x
-		}
-	}
-	sc.ds, sc.tmp = out, ds
-	return out
+		return bytes.Compare(events[x.event].GetDigest(), events[y.event].GetDigest())
+	})
+	return sc.ds
 }
 
 // revokedHit is one place a revoked digest appears: a PCR value (pcr >= 0, event -1 and typ 0)
@@ -367,31 +321,3 @@ func (h revokedHit) String() string {
 	}
 	return msg
 }
-
-// hexEncode writes the lowercase hex of src to dst (2*len(src) bytes, as encoding/hex.Encode)
-// and returns that length. It looks up the two digits of each byte at once (hexPairs) and
-// stores 8 digits per write: about twice encoding/hex's speed, which matters for the hundred
-// digests of each appraisal (Measured).
-func hexEncode(dst, src []byte) int {
-	n := 2 * len(src)
-	dst = dst[:n]
-	for len(src) >= 8 {
-		s, d := (*[8]byte)(src), (*[16]byte)(dst)
-		binary.LittleEndian.PutUint64(d[:8], uint64(hexPairs[s[0]])|uint64(hexPairs[s[1]])<<16|
-			uint64(hexPairs[s[2]])<<32|uint64(hexPairs[s[3]])<<48)
-		binary.LittleEndian.PutUint64(d[8:], uint64(hexPairs[s[4]])|uint64(hexPairs[s[5]])<<16|
-			uint64(hexPairs[s[6]])<<32|uint64(hexPairs[s[7]])<<48)
-		src, dst = src[8:], dst[16:]
-	}
-	hex.Encode(dst, src)
-	return n
-}
-
-// hexPairs holds the two lowercase hex digits of each byte value, the first in the low byte.
-var hexPairs = func() (t [256]uint16) {
-	const digits = "0123456789abcdef"
-	for i := range t {
-		t[i] = uint16(digits[i>>4]) | uint16(digits[i&15])<<8
-	}
-	return t
-}()

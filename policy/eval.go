@@ -365,17 +365,6 @@ func plural(n int) string {
 	return "s"
 }
 
-// quote returns strconv.Quote(s), without its rune-by-rune work when s is printable ASCII
-// with no quote or backslash (digests, most command lines), which Quote leaves as they are.
-func quote(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' || c > '~' || c == '"' || c == '\\' {
-			return strconv.Quote(s)
-		}
-	}
-	return `"` + s + `"`
-}
-
 // render formats a CEL value for an operator: strings quoted (long ones cut), lists up to 8
 // items, maps by size.
 func render(v ref.Val) string {
@@ -385,7 +374,7 @@ func render(v ref.Val) string {
 		if len(s) > 200 {
 			s = s[:200] + "..."
 		}
-		return quote(s)
+		return strconv.Quote(s)
 	case types.Bool, types.Int, types.Uint, types.Double:
 		return fmt.Sprint(x.Value())
 	case traits.Mapper:

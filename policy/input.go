@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/sha1"
 	"crypto/sha256"
+	"encoding/hex"
 	"math/bits"
 	"slices"
 	"strconv"
@@ -184,7 +185,7 @@ func (in *input) pcrMap() map[string]map[string]string {
 	buf := make([]byte, size)
 	off := 0
 	for _, idx := range idxs {
-		off += hexEncode(buf[off:], s.PCRs[idx])
+		off += hex.Encode(buf[off:], s.PCRs[idx])
 	}
 	all := string(buf) // one string for all the values
 	m := make(map[string]string, len(idxs))

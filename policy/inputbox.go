@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"encoding/hex"
 	"slices"
 	"sync"
 
@@ -145,7 +146,7 @@ func (h *hexer) release() {
 func (h *hexer) add(r hexRef, d []byte) {
 	r.start = len(h.buf)
 	h.buf = slices.Grow(h.buf, 2*len(d))[:r.start+2*len(d)]
-	r.end = r.start + hexEncode(h.buf[r.start:], d)
+	r.end = r.start + hex.Encode(h.buf[r.start:], d)
 	h.refs = append(h.refs, r)
 }
 

@@ -1,11 +1,9 @@
 package policy
 
 import (
-	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -126,34 +124,6 @@ func TestNativeForOnlyLearnedForms(t *testing.T) {
 	} {
 		if nativeFor(expr) != nil {
 			t.Errorf("%s: evaluated natively", expr)
-		}
-	}
-}
-
-// TestHexEncode: hexEncode writes what encoding/hex does, for every byte value in every
-// position and every length up to a SHA-512 digest and more.
-func TestHexEncode(t *testing.T) {
-	for n := 0; n <= 70; n++ {
-		for v := 0; v < 256; v++ {
-			src := make([]byte, n)
-			for i := range src {
-				src[i] = byte(v + i*97)
-			}
-			dst := make([]byte, 2*n)
-			if k := hexEncode(dst, src); k != 2*n || string(dst) != hex.EncodeToString(src) {
-				t.Fatalf("hexEncode(%x) = %d, %q", src, k, dst)
-			}
-		}
-	}
-}
-
-// TestQuote: quote is strconv.Quote, for every byte in every position.
-func TestQuote(t *testing.T) {
-	for c := 0; c < 256; c++ {
-		for _, s := range []string{string(rune(c)), string([]byte{byte(c)}), "ab" + string([]byte{byte(c)}) + "cd", "x" + string(rune(c))} {
-			if got, want := quote(s), strconv.Quote(s); got != want {
-				t.Fatalf("quote(%q) = %s, want %s", s, got, want)
-			}
 		}
 	}
 }
