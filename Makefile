@@ -7,7 +7,7 @@ FUZZTIME  ?= 60s
 # Fuzz targets as package:target; `make fuzz` runs each for FUZZTIME on the real event logs,
 # `make test` for FUZZTIME_SHORT (new inputs each) from small seeds (scripts/fuzz.sh).
 FUZZTIME_SHORT ?= 5000x
-FUZZ_TARGETS = ./eventlog:FuzzParse ./evidence:FuzzVerify ./evidence:FuzzVerifyParts ./evidence:FuzzVerifyLog ./api:FuzzAttestRequestJSON ./api:FuzzDecodeBytes ./issuer:FuzzDecodeAttest
+FUZZ_TARGETS = ./eventlog:FuzzParse ./evidence:FuzzVerify ./evidence:FuzzVerifyParts ./evidence:FuzzVerifyLog ./api:FuzzAttestRequestJSON
 
 .PHONY: help build demo test bench lint fuzz tidy pins docs loadtest perf-doc docker-smoke
 

@@ -1,7 +1,6 @@
 package api_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"testing"
 
@@ -28,29 +27,4 @@ func TestBytesTextMarshaling(t *testing.T) {
 			t.Errorf("%s accepted", bad)
 		}
 	}
-}
-
-// FuzzDecodeBytes: Bytes.UnmarshalText (decodeBytes) accepts and returns exactly what the
-// string decoder behind DecodeNonce does.
-func FuzzDecodeBytes(f *testing.F) {
-	for _, s := range []string{"", "-_8A", "+/8A", "+/8A==", "AA==", "A", "!!", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8", "a+b_", "====", "QQ=A"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		want, werr := api.DecodeNonce(s)
-		var got api.Bytes
-		gerr := got.UnmarshalText([]byte(s))
-		if (werr == nil) != (gerr == nil) {
-			t.Fatalf("%q: string decoder %v, bytes decoder %v", s, werr, gerr)
-		}
-		if werr != nil {
-			if werr.Error() != gerr.Error() {
-				t.Fatalf("%q: errors differ: %v / %v", s, werr, gerr)
-			}
-			return
-		}
-		if !bytes.Equal(want, got) || (want == nil) != (got == nil) {
-			t.Fatalf("%q: %x / %x", s, want, got)
-		}
-	})
 }

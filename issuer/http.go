@@ -70,7 +70,7 @@ func (is *Issuer) handleChallenge(w http.ResponseWriter, r *http.Request) {
 
 func (is *Issuer) handleAttest(w http.ResponseWriter, r *http.Request) {
 	var req api.AttestRequest
-	if err := decodeAttest(w, r, MaxAttestBody, &req); err != nil {
+	if err := decode(w, r, MaxAttestBody, &req); err != nil {
 		is.writeError(w, r, err)
 		return
 	}
