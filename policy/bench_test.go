@@ -106,13 +106,10 @@ func quotedState(tb testing.TB, log string) *evidence.State {
 // attestation: input built from the State, every rule, revocation scan, matched reference
 // values, status. Goal: under 20 us/eval.
 //
-// Measured 2026-11-30 on the shared 2-core VM (load average 6-7, interleaved with the code
-// before the fast paths): 27-35 us/eval, x-p256verify 0.44-0.58 (before: 51-71 us,
-// 0.82-1.17); 8.8 KB and 32 allocations per evaluation (before: 17 KB, 81), 6.2 KB of them
-// the Measured digests the issuer records. Instructions per evaluation, GC included
-// (cachegrind, deterministic copy of this State): 219k (before: 410k), one P-256
-// verification 835k. Not under the goal: producing Measured (sort, hex, its allocation and
-// the GC it causes) is about a third of the time, the hand-written rules in cel-go a fifth.
+// Figures and the command that reproduces them: docs/POLICY.md, Cost (2026-11-30: 35-39
+// us/eval, x-p256verify 0.49-0.58; not under the goal). Producing Measured (sort, hex, its
+// allocation and the GC it causes) is about a third of the time, the hand-written rules in
+// cel-go a fifth.
 func BenchmarkAppraise(b *testing.B) {
 	st := quotedState(b, testenv.DefaultLog)
 	p := benchPolicy(b, st)
@@ -123,9 +120,7 @@ func BenchmarkAppraise(b *testing.B) {
 }
 
 // BenchmarkAppraiseRefused is the refusal path: another machine's log (RHEL 8) against the
-// same policy, so failed rules build their explanations. Measured with BenchmarkAppraise:
-// 57-68 us/eval, x-p256verify 1.0-1.13 (before: 99-110 us, 1.6-1.65); 23 KB and 160
-// allocations (before: 31 KB, 301); 425k instructions (before: 680k).
+// same policy, so failed rules build their explanations (docs/POLICY.md, Cost).
 func BenchmarkAppraiseRefused(b *testing.B) {
 	p := benchPolicy(b, quotedState(b, testenv.DefaultLog))
 	st := quotedState(b, "rhel8-uefi.bin")
