@@ -101,12 +101,17 @@ func (is *Issuer) StatusListURI(id uint64) string {
 }
 
 // allocateStatus reserves the token's status list entry (recorded by jti, by subject and by
-// each matched reference value and measured digest of the appraisal until the token expires
-// plus statusGrace) and sets its status claim. With a folded clock store the TPM clock check runs in the same call. Errors
+// each matched reference value and, when the appraisal asks for it (RecordMeasured), each
+// event digest it vouched for (policy.Measured), until the token expires plus statusGrace)
+// and sets its status claim. With a folded clock store the TPM clock check runs in the same call. Errors
 // wrap store.ErrUnavailable (503: no token without its entry) or ErrClockRollback.
 func (is *Issuer) allocateStatus(ctx context.Context, c *token.Claims, st *evidence.State, ap *policy.Appraisal) error {
 	e := store.StatusEntry{ID: c.ID, Subject: c.Subject, Expires: c.Expires().Add(statusGrace)}
-	for _, rv := range slices.Concat(ap.ReferenceValues, ap.Measured) {
+	var measured []string
+	if ap.RecordMeasured {
+		measured = policy.Measured(st)
+	}
+	for _, rv := range slices.Concat(ap.ReferenceValues, measured) {
 		e.Labels = append(e.Labels, strings.ToLower(rv))
 	}
 	slices.Sort(e.Labels)

@@ -90,7 +90,7 @@ type Program struct {
 	revClaim string
 	revValue int8
 	// usesSets: some rule reads a reference-value set (or refs as a whole), so appraisals
-	// record the event digests of PCRs 0-9 (scanDigests).
+	// set RecordMeasured.
 	usesSets bool
 }
 

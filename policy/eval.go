@@ -36,11 +36,9 @@ type Policy struct {
 	// (sorted, unique); revoked maps every revoked digest to its revocation.
 	accepted    digestIndex[int]
 	acceptedHex []string
-	// acceptedLower[i]: acceptedHex[i] is lowercase, the encoding the input gives its digest.
-	acceptedLower []bool
-	revoked       digestIndex[refvalues.Revocation]
-	refsHash      string
-	id            string
+	revoked     digestIndex[refvalues.Revocation]
+	refsHash    string
+	id          string
 }
 
 var _ Appraiser = (*Policy)(nil)
@@ -105,11 +103,9 @@ func (p *Program) Bind(snap *refvalues.Snapshot) (*Policy, error) {
 	}
 	slices.Sort(all)
 	pol.acceptedHex = slices.Compact(all)
-	pol.acceptedLower = make([]bool, len(pol.acceptedHex))
 	for i, v := range pol.acceptedHex {
 		raw, _ := hex.DecodeString(v) // checked above
 		pol.accepted.put(raw, i)
-		pol.acceptedLower[i] = hex.EncodeToString(raw) == v
 	}
 	for d, r := range revoked {
 		raw, err := hex.DecodeString(d)
@@ -217,7 +213,8 @@ func (p *Policy) activation(in *input) *activation {
 // (each claim keeps the worst value any rule set for it; a "none" value such as no_claim only
 // where no rule said more, see combine), one Failure per failed rule with its reason, the
 // built-in revoked-reference-value failure when the evidence carries a revoked digest, the
-// reference values the evidence matched, and Status = Finish(): never better than the worst
+// reference values the evidence matched, RecordMeasured (Measured is the issuer's to call), and
+// Status = Finish(): never better than the worst
 // claim. A rule that cannot be evaluated (e.g. a PCR missing from the quote) fails. Failures
 // are listed contraindicated first, then warnings, then those that made no claim, in rule order
 // within each.
@@ -230,9 +227,9 @@ func (p *Policy) Appraise(s *evidence.State) *Appraisal {
 		a.Status = token.TierContraindicated
 		return a
 	}
-	sc := p.scanDigests(s, a)
-	in := buildInput(s, p.prog.needs, sc.known)
-	sc.release()
+	p.scanDigests(s, a)
+	a.RecordMeasured = p.prog.usesSets
+	in := buildInput(s, p.prog.needs)
 	defer in.release() // after the frame is closed
 	// One execution frame for every rule: cel-go evaluates in a frame it is given rather than
 	// taking one from its pool for each evaluation (the programs have no default variables).

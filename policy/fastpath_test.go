@@ -60,12 +60,9 @@ func slowAppraise(p *Policy, s *evidence.State) *Appraisal {
 			hits = append(hits, revokedHit{r: r, pcr: int(idx), event: -1, pcrValue: true})
 		}
 	}
-	var measured [][]byte
+	a.RecordMeasured = p.prog.usesSets
 	for i, e := range s.Machine.GetRawEvents() {
 		see(e.GetDigest())
-		if p.prog.usesSets && e.GetPcrIndex() <= maxRecordedPCR {
-			measured = append(measured, e.GetDigest())
-		}
 		if r, ok := revoked[string(e.GetDigest())]; ok {
 			hits = append(hits, revokedHit{r: r, pcr: int(e.GetPcrIndex()), event: i, typ: e.GetUntrustedType()})
 		}
@@ -73,14 +70,6 @@ func slowAppraise(p *Policy, s *evidence.State) *Appraisal {
 	slices.Sort(matched)
 	for _, i := range matched {
 		a.ReferenceValues = append(a.ReferenceValues, p.acceptedHex[i])
-	}
-	slices.SortFunc(measured, bytes.Compare)
-	for _, d := range slices.CompactFunc(measured, bytes.Equal) {
-		if i := accepted(d); i >= 0 {
-			a.Measured = append(a.Measured, p.acceptedHex[i])
-		} else {
-			a.Measured = append(a.Measured, hex.EncodeToString(d))
-		}
 	}
 	if len(hits) > 0 {
 		var msgs []string
@@ -95,7 +84,7 @@ func slowAppraise(p *Policy, s *evidence.State) *Appraisal {
 		a.Failures = append(a.Failures, Failure{Rule: RevokedRule, Claim: p.prog.revClaim, Value: p.prog.revValue,
 			Reason: "the evidence contains a revoked reference value: " + strings.Join(slices.Compact(msgs), "; ")})
 	}
-	in := buildInput(s, allNeeds, encodings{})
+	in := buildInput(s, allNeeds)
 	defer in.release()
 	in.tpm.cel, in.boot.cel = nil, nil // cel-go's own conversion at every read
 	act := &activation{in: in, refs: p.refs}
@@ -291,7 +280,7 @@ func show(a *Appraisal) string {
 	for _, f := range a.Failures {
 		fmt.Fprintf(&b, "  %s %s %d: %s\n", f.Rule, f.Claim, f.Value, f.Reason)
 	}
-	fmt.Fprintf(&b, "  reference values %v\n  measured %v", a.ReferenceValues, a.Measured)
+	fmt.Fprintf(&b, "  reference values %v\n  record measured %v", a.ReferenceValues, a.RecordMeasured)
 	return b.String()
 }
 

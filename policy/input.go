@@ -201,9 +201,8 @@ func (in *input) pcrMap() map[string]map[string]string {
 
 // buildInput derives the rule input from s, computing only what n asks for beyond the cheap
 // fields. Digests are hex-encoded into one string (hexer) and the input and its lists come
-// from a pool (release), so that an evaluation allocates a few objects, not hundreds; known
-// holds encodings already made (scanDigests), which it reuses.
-func buildInput(s *evidence.State, n needs, known encodings) *input {
+// from a pool (release), so that an evaluation allocates a few objects, not hundreds.
+func buildInput(s *evidence.State, n needs) *input {
 	x := inputBoxes.Get().(*inputBox)
 	x.in = input{s: s, n: n, box: x}
 	x.tpm.Bank, x.tpm.FirmwareVersion = s.Bank, s.FirmwareVersion
@@ -229,7 +228,6 @@ func buildInput(s *evidence.State, n needs, known encodings) *input {
 	}
 	h := hexers.Get().(*hexer)
 	defer h.release()
-	h.known = known
 	anyTypes := n.events || len(n.eventTypes) > 0
 	if anyTypes && x.byType == nil {
 		x.byType = map[uint32]*[]string{}
@@ -287,7 +285,7 @@ func kernelState(b *Boot, events []*pb.Event, cmd int, text []byte, pcr9 []int, 
 	}
 	line := string(bytes.TrimRight(text, "\x00"))
 	b.KernelCmdline = line
-	h.toString(&b.KernelCmdlineDigest, cmd, events[cmd].GetDigest())
+	h.toString(&b.KernelCmdlineDigest, events[cmd].GetDigest())
 	path, _, _ := strings.Cut(line, " ")
 	if _, after, ok := strings.Cut(path, ")"); ok && strings.HasPrefix(path, "(") {
 		path = after
@@ -299,7 +297,7 @@ func kernelState(b *Boot, events []*pb.Event, cmd int, text []byte, pcr9 []int, 
 			name = after
 		}
 		if (path != "" && string(name) == path) || string(name) == "grub_linuxefi Kernel" {
-			h.toString(&b.Kernel, pcr9[i], e.GetDigest())
+			h.toString(&b.Kernel, e.GetDigest())
 			return
 		}
 	}

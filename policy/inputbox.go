@@ -69,16 +69,16 @@ func (x *inputBox) walk(events []*pb.Event, n needs, h *hexer) (cmd int, cmdText
 		idx, typ := e.GetPcrIndex(), e.GetUntrustedType()
 		switch {
 		case idx == 0 && typ != evSep:
-			h.toSlice(&b.Firmware, i, e.GetDigest())
+			h.toSlice(&b.Firmware, e.GetDigest())
 		case idx == 4 && typ == evBSA:
-			h.toSlice(&b.EFIApps, i, e.GetDigest())
+			h.toSlice(&b.EFIApps, e.GetDigest())
 			if !grubSeen {
-				h.toSlice(&b.Bootloaders, i, e.GetDigest())
+				h.toSlice(&b.Bootloaders, e.GetDigest())
 			}
 		case idx == 9 && typ == evIPL:
 			grubSeen = true
 			if grubFiles {
-				h.toSlice(&b.GRUBFiles, i, e.GetDigest())
+				h.toSlice(&b.GRUBFiles, e.GetDigest())
 			}
 			if kernel {
 				pcr9 = append(pcr9, i)
@@ -95,15 +95,15 @@ func (x *inputBox) walk(events []*pb.Event, n needs, h *hexer) (cmd int, cmdText
 			}
 		}
 		if allTypes || (len(someTypes) > 0 && slices.Contains(someTypes, typ)) {
-			x.addTyped(h, typ, i, e.GetDigest())
+			x.addTyped(h, typ, e.GetDigest())
 		}
 	}
 	x.pcr9 = pcr9
 	return cmd, cmdText, cmdlines
 }
 
-// addTyped adds the digest d of event i, of type typ, to the list of its type (Boot.Events).
-func (x *inputBox) addTyped(h *hexer, typ uint32, i int, d []byte) {
+// addTyped adds the digest d of an event of type typ to the list of its type (Boot.Events).
+func (x *inputBox) addTyped(h *hexer, typ uint32, d []byte) {
 	l, ok := x.byType[typ]
 	if !ok {
 		if k := len(x.free); k > 0 {
@@ -113,17 +113,15 @@ func (x *inputBox) addTyped(h *hexer, typ uint32, i int, d []byte) {
 		}
 		x.byType[typ] = l
 	}
-	h.toSlice(l, i, d)
+	h.toSlice(l, d)
 }
 
 // hexer hex-encodes digests into one buffer and, on flush, hands out substrings of one string:
-// one allocation for all of an evaluation's digests. A digest whose event has an encoding in
-// known is not encoded again. Hexers are pooled (the buffer is copied into the string, so it
-// can be reused).
+// one allocation for all of an evaluation's digests. Hexers are pooled (the buffer is copied
+// into the string, so it can be reused).
 type hexer struct {
-	buf   []byte
-	refs  []hexRef
-	known encodings
+	buf  []byte
+	refs []hexRef
 }
 
 // hexRef is where one encoded digest goes: a slot of a list sized in advance or a string field.
@@ -139,7 +137,7 @@ var hexers = sync.Pool{New: func() any { return &hexer{buf: make([]byte, 0, 32*6
 // release clears h and returns it to the pool.
 func (h *hexer) release() {
 	clear(h.refs) // drop references to lists
-	h.buf, h.refs, h.known = h.buf[:0], h.refs[:0], encodings{}
+	h.buf, h.refs = h.buf[:0], h.refs[:0]
 	hexers.Put(h)
 }
 
@@ -150,26 +148,15 @@ func (h *hexer) add(r hexRef, d []byte) {
 	h.refs = append(h.refs, r)
 }
 
-// encoded returns the known encoding of event's digest, "" when there is none.
-func (h *hexer) encoded(event int) string { return h.known.of(event) }
-
-// toSlice appends the encoding of d, the digest of event, to *l: the known one, or a
-// placeholder filled by flush (which reads *l then, so appends in between are fine).
-func (h *hexer) toSlice(l *[]string, event int, d []byte) {
-	if v := h.encoded(event); v != "" {
-		*l = append(*l, v)
-		return
-	}
+// toSlice appends to *l a placeholder for the encoding of digest d, filled by flush (which
+// reads *l then, so appends in between are fine).
+func (h *hexer) toSlice(l *[]string, d []byte) {
 	*l = append(*l, "")
 	h.add(hexRef{list: l, i: len(*l) - 1}, d)
 }
 
-// toString sets *dst to the encoding of d, the digest of event (on flush unless known).
-func (h *hexer) toString(dst *string, event int, d []byte) {
-	if v := h.encoded(event); v != "" {
-		*dst = v
-		return
-	}
+// toString sets *dst to the encoding of digest d on flush.
+func (h *hexer) toString(dst *string, d []byte) {
 	h.add(hexRef{str: dst}, d)
 }
 

@@ -65,7 +65,7 @@ func Learn(s *evidence.State, o LearnOptions) (*File, []string, error) {
 	if o.Name == "" {
 		o.Name = "learned"
 	}
-	in := buildInput(s, allNeeds, encodings{})
+	in := buildInput(s, allNeeds)
 	b := in.boot
 	f := &File{Version: FileVersion, Name: o.Name, Description: o.Description, ReferenceValues: map[string][]string{}}
 	var warnings []string

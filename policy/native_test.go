@@ -53,7 +53,7 @@ func TestNativeChecksAgreeWithCEL(t *testing.T) {
 			}
 		}
 		for _, st := range states {
-			in := buildInput(st, p.prog.needs, encodings{})
+			in := buildInput(st, p.prog.needs)
 			act := p.activation(in)
 			for i, r := range p.prog.rules {
 				if r.native == nil {

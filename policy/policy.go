@@ -4,6 +4,10 @@
 package policy
 
 import (
+	"bytes"
+	"encoding/hex"
+	"slices"
+
 	"github.com/passport-attest/passport/evidence"
 	"github.com/passport-attest/passport/token"
 )
@@ -26,11 +30,11 @@ type Appraisal struct {
 	// ReferenceValues lists (sorted, unique, lowercase hex) the reference values the evidence
 	// matched; the token carries them (submods.tpm.measurements.reference_values).
 	ReferenceValues []string
-	// Measured lists (sorted, unique, lowercase hex), when a rule reads a reference-value set,
-	// every event digest of PCRs 0-9 the appraisal vouched for. The issuer records them with
-	// the token's status entry, not in the token, so that revoking any of them later
-	// (revoke --reference-value) finds the token while tokens stay small.
-	Measured []string
+	// RecordMeasured is set when a rule reads a reference-value set: the appraisal then vouched
+	// for every event digest of PCRs 0-9, and the issuer records Measured(s) with the token's
+	// status entry (not in the token, which stays small) so that revoking any of them later
+	// (revoke --reference-value) finds the token.
+	RecordMeasured bool
 }
 
 // Failure is one rule that did not hold.
@@ -56,4 +60,44 @@ func (a *Appraisal) Set(claim string, value int8) {
 		a.Vector = token.TrustworthinessVector{}
 	}
 	combine(a.Vector, claim, value)
+}
+
+// MaxMeasuredPCR is the last PCR whose event digests Measured returns (PCRs 0-9: firmware,
+// boot loaders, GRUB, kernel; PCRs 10 and above hold runtime logs such as IMA's).
+const MaxMeasuredPCR = 9
+
+// Measured returns every event digest of PCRs 0 to MaxMeasuredPCR in s's verified event log
+// (sorted, unique, lowercase hex; nil for a nil State): what an Appraisal with RecordMeasured
+// vouched for. It is not part of Appraise, which only decides: the issuer calls it once per
+// token it issues, to label the token's status entry.
+func Measured(s *evidence.State) []string {
+	if s == nil {
+		return nil
+	}
+	events := s.Machine.GetRawEvents()
+	ds := make([][]byte, 0, len(events))
+	for _, e := range events {
+		if e.GetPcrIndex() <= MaxMeasuredPCR {
+			ds = append(ds, e.GetDigest())
+		}
+	}
+	// Sorted as bytes, which is the order of their lowercase hex; encoded into one string.
+	slices.SortFunc(ds, bytes.Compare)
+	ds = slices.CompactFunc(ds, bytes.Equal)
+	n := 0
+	for _, d := range ds {
+		n += hex.EncodedLen(len(d))
+	}
+	buf := make([]byte, 0, n)
+	for _, d := range ds {
+		buf = hex.AppendEncode(buf, d)
+	}
+	all := string(buf)
+	out := make([]string, len(ds))
+	off := 0
+	for i, d := range ds {
+		l := hex.EncodedLen(len(d))
+		out[i], off = all[off:off+l], off+l
+	}
+	return out
 }

@@ -208,7 +208,7 @@ func TestRevokedValueRefused(t *testing.T) {
 			t.Errorf("revocation reason lacks %q: %s", want, r.Reason)
 		}
 	}
-	if !slices.Contains(a.Measured, kernel) {
+	if !a.RecordMeasured || !slices.Contains(policy.Measured(st), kernel) {
 		t.Error("the revoked kernel the evidence measured is not recorded")
 	}
 	if got := p.Revoked(); len(got) != 1 || got[0].Digest != kernel {
@@ -451,7 +451,11 @@ func TestAppraisalRecordsMeasuredDigests(t *testing.T) {
 	for _, p := range st.LoggedPCRs {
 		want[hex.EncodeToString(st.PCRs[p])] = true
 	}
-	recorded := slices.Concat(a.ReferenceValues, a.Measured)
+	if !a.RecordMeasured {
+		t.Fatal("a learned policy reads reference-value sets: RecordMeasured is not set")
+	}
+	measured := policy.Measured(st)
+	recorded := slices.Concat(a.ReferenceValues, measured)
 	slices.Sort(recorded)
 	recorded = slices.Compact(recorded)
 	for d := range want {
@@ -459,7 +463,7 @@ func TestAppraisalRecordsMeasuredDigests(t *testing.T) {
 			t.Errorf("measured digest %s not recorded", d)
 		}
 	}
-	if len(recorded) > len(want) || !slices.IsSorted(a.Measured) || len(slices.Compact(slices.Clone(a.Measured))) != len(a.Measured) {
+	if len(recorded) > len(want) || !slices.IsSorted(measured) || len(slices.Compact(slices.Clone(measured))) != len(measured) {
 		t.Errorf("%d recorded values (want at most %d, measured sorted and unique)", len(recorded), len(want))
 	}
 	var grubCmd string
@@ -474,7 +478,7 @@ func TestAppraisalRecordsMeasuredDigests(t *testing.T) {
 			t.Fatalf("the GRUB command %s is in refs.%s: pick another", grubCmd, name)
 		}
 	}
-	if grubCmd == "" || !slices.Contains(a.Measured, grubCmd) {
+	if grubCmd == "" || !slices.Contains(measured, grubCmd) {
 		t.Errorf("GRUB command digest %q not recorded", grubCmd)
 	}
 	size := 0
@@ -483,7 +487,7 @@ func TestAppraisalRecordsMeasuredDigests(t *testing.T) {
 	}
 	t.Logf("%d digests recorded for revocation, %d matched reference values (about %d bytes of JSON) in the token", len(recorded), len(a.ReferenceValues), size)
 	plain := mustNew(t, &policy.File{Version: policy.FileVersion, Rules: []policy.Rule{{Name: "sb", Claim: token.ClaimConfiguration, Expr: "true", OnFailure: 96}}}, nil).Appraise(st)
-	if len(plain.ReferenceValues)+len(plain.Measured) != 0 {
-		t.Errorf("a policy without reference values recorded %d digests", len(plain.ReferenceValues)+len(plain.Measured))
+	if len(plain.ReferenceValues) != 0 || plain.RecordMeasured {
+		t.Errorf("a policy without reference values matched %d and asks to record measurements: %v", len(plain.ReferenceValues), plain.RecordMeasured)
 	}
 }

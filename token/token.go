@@ -81,9 +81,9 @@ type Measurements struct {
 	Bank       string            `json:"bank"` // "sha256"
 	PCRs       map[string]string `json:"pcrs"` // PCR index (decimal) -> lowercase hex digest
 	SecureBoot *bool             `json:"secure_boot,omitempty"`
-	// ReferenceValues lists the digests (hex) of reference values the evidence matched and,
-	// under a policy with reference-value rules, every event digest of PCRs 0-9; a
-	// configuration revocation (revoke --reference-value) names these.
+	// ReferenceValues lists the digests (hex) of the reference values the evidence matched. A
+	// configuration revocation (revoke --reference-value) names these, or any other event
+	// digest of PCRs 0-9 the issuer recorded with the token's status entry (policy.Measured).
 	ReferenceValues []string `json:"reference_values,omitempty"`
 }
 
