@@ -158,7 +158,7 @@ func TestValidateReportsAllErrors(t *testing.T) {
 	want := []string{
 		`addr: "nohost" is not HOST:PORT`,
 		`issuer-url: scheme "ftp"`,
-		`redis: scheme "http"`,
+		`redis: redisstore: unsupported URL scheme "http"`,
 		"trust-any-ak: is exclusive with ak-allowlist",
 		"ak-allowlist: open /nonexistent/aks.pem",
 		"signing-key: open /nonexistent/key.pem",
@@ -185,6 +185,33 @@ func TestValidateReportsAllErrors(t *testing.T) {
 	for _, w := range want {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error lacks %q", w)
+		}
+	}
+}
+
+// TestValidateRedisURLs: every URL form the store opens (README: one server, Sentinel,
+// Cluster, a Unix socket) passes validation, and a malformed one is refused without echoing
+// its password.
+func TestValidateRedisURLs(t *testing.T) {
+	for _, u := range []string{"redis://127.0.0.1:6379/0", "rediss://u:pw@h:6380/1", "unix:///run/redis.sock?db=2",
+		"redis+sentinel://s1:26379,s2:26379/0?master_name=m", "redis+cluster://a:7000,b:7001"} {
+		s := config.DefaultServe()
+		s.TrustAnyAK, s.Redis = true, u
+		if err := s.Validate(); err != nil {
+			t.Errorf("%s: %v", u, err)
+		}
+		k := config.DefaultKBS()
+		k.Redis = u
+		if err := k.Validate(); err != nil && strings.Contains(err.Error(), "redis:") {
+			t.Errorf("kbs %s: %v", u, err)
+		}
+	}
+	for _, u := range []string{"redis://u:secret@h:bad/0", "http://h:1", "redis+sentinel://u:secret@s1:1/0"} {
+		s := config.DefaultServe()
+		s.TrustAnyAK, s.Redis = true, u
+		err := s.Validate()
+		if err == nil || !strings.Contains(err.Error(), "redis: ") || strings.Contains(err.Error(), "secret") {
+			t.Errorf("%s: err = %v, want a redis error without the password", u, err)
 		}
 	}
 }

@@ -105,7 +105,7 @@ func (k *KBS) Validate() error {
 	}
 	e.dir("secrets", k.Secrets)
 	if k.Redis != "" {
-		e.url("redis", k.Redis, "redis", "rediss", "unix")
+		e.redisURL("redis", k.Redis)
 		if k.KEK == "" {
 			e.add("kek", "redis needs a key-encryption key file")
 		}

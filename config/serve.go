@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	redisstore "github.com/passport-attest/passport/store/redis"
 )
 
 // Defaults of Serve (the issuer API's own defaults live in package issuer).
@@ -36,7 +38,7 @@ const (
 type Serve struct {
 	Addr            string        // addr: public listener HOST:PORT
 	IssuerURL       string        // issuer-url: iss of tokens; http(s)://ADDR when empty
-	Redis           string        // redis: redis:// or rediss:// URL; in-memory store when empty
+	Redis           string        // redis: a URL redisstore.Open takes; in-memory store when empty
 	RedisTimeout    time.Duration // redis-timeout: dial, read and write timeout of each Redis call
 	AKAllowlist     string        // ak-allowlist: file of trusted AK public keys
 	TrustAnyAK      bool          // trust-any-ak: demo mode
@@ -142,7 +144,7 @@ func DefaultServe() Serve {
 func (s *Serve) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.Addr, "addr", s.Addr, "listen address HOST:PORT")
 	fs.StringVar(&s.IssuerURL, "issuer-url", s.IssuerURL, "iss of minted tokens and base of discovery (default http://ADDR, https with --tls-cert)")
-	fs.StringVar(&s.Redis, "redis", s.Redis, "Redis URL (redis://host:port/db) for nonces; in-memory when empty")
+	fs.StringVar(&s.Redis, "redis", s.Redis, "Redis URL (redis://host:port/db, unix:///path/redis.sock, redis+sentinel://, redis+cluster://) for nonces, status lists and AKs; in-memory when empty")
 	fs.StringVar(&s.AKAllowlist, "ak-allowlist", s.AKAllowlist, "file of trusted AK public keys (PEM PUBLIC KEY blocks or JWKS)")
 	fs.BoolVar(&s.TrustAnyAK, "trust-any-ak", s.TrustAnyAK, "trust every attestation key (demo only: tokens then prove nothing about the hardware)")
 	fs.StringSliceVar(&s.AK.Roots, "ak-roots", s.AK.Roots, "PEM/DER file(s) of root CAs that AK certificates must chain to (repeatable; combinable with --ak-allowlist)")
@@ -226,7 +228,7 @@ func (s *Serve) Validate() error {
 		e.url("issuer-url", s.IssuerURL, "http", "https")
 	}
 	if s.Redis != "" {
-		e.url("redis", s.Redis, "redis", "rediss", "unix")
+		e.redisURL("redis", s.Redis)
 	}
 	e.positive("redis-timeout", s.RedisTimeout)
 	realTrust := s.AKAllowlist != "" || len(s.AK.Roots) > 0 || s.AK.EnrollOn()
@@ -365,6 +367,18 @@ func (e *errs) url(field, v string, schemes ...string) {
 	if u.Scheme != "unix" && u.Host == "" {
 		e.add(field, "has no host")
 	}
+}
+
+// redisURL checks v as the store will open it (redisstore.Open: redis://, rediss://, unix://,
+// and the +sentinel and +cluster forms), without connecting. Open's errors never carry the
+// URL's password.
+func (e *errs) redisURL(field, v string) {
+	c, err := redisstore.Open(v)
+	if err != nil {
+		e.add(field, err.Error())
+		return
+	}
+	_ = c.Close()
 }
 
 func (e *errs) positive(field string, d time.Duration) {

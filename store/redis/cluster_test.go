@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/passport-attest/passport/internal/redisproc"
 	"github.com/passport-attest/passport/store"
 	"github.com/passport-attest/passport/store/storetest"
 )
@@ -292,6 +293,8 @@ func TestOpen(t *testing.T) {
 		{url: "redis+cluster://a:7000?addr=b:7001&read_timeout=1s", typ: "*redis.ClusterClient", addrs: []string{"a:7000", "b:7001"}},
 		{url: "rediss+cluster://u:p@a:7000,b:7001", typ: "*redis.ClusterClient", addrs: []string{"a:7000", "b:7001"}},
 		{url: "redis+sentinel://s1:26379,s2:26379/1?master_name=mymaster", typ: "*redis.Client"},
+		{url: "unix:///run/redis/redis.sock?db=3", typ: "*redis.Client", addrs: []string{"/run/redis/redis.sock"}},
+		{url: "unix://", err: true},                     // no path
 		{url: "redis+sentinel://s1:26379/0", err: true}, // no master_name
 		{url: "redis+cluster://a:7000,b", err: true},
 		{url: "memcached://a:1", err: true},
@@ -326,7 +329,36 @@ func TestOpen(t *testing.T) {
 		}
 		_ = c.Close()
 	}
-	if _, err := Open("redis+sentinel://user:secret@s1:1"); err == nil || strings.Contains(err.Error(), "secret") {
-		t.Errorf("error %v reveals the password or is missing", err)
+	for _, u := range []string{"redis+sentinel://user:secret@s1:1", "redis://u:secret@host:badport/0",
+		"rediss://u:secret@[::1/0", "unix://u:secret@/x?db=abc", "redis+cluster://u:secret@[a:1"} {
+		if _, err := Open(u); err == nil || strings.Contains(err.Error(), "secret") {
+			t.Errorf("Open(%s): error %v reveals the password or is missing", redact(u), err)
+		}
 	}
+}
+
+// TestOpenUnixSocket runs the nonce store conformance suite against a redis-server reached
+// through its Unix socket (Open with a unix:// URL), as `serve --redis unix:///path` does.
+func TestOpenUnixSocket(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server not installed (Debian package redis-server; .ci/run installs it)")
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "redis.sock")
+	srv := &redisproc.Server{Dir: dir, Args: []string{"--unixsocket", sock, "--unixsocketperm", "700"}}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	c, err := Open("unix://" + sock + "?db=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if addr := c.(*redis.Client).Options().Addr; addr != sock {
+		t.Fatalf("client dials %q, want the socket %q", addr, sock)
+	}
+	storetest.RunNonceStore(t, func(t *testing.T) (store.NonceStore, storetest.Clock) {
+		return New(c, testPrefix(t, c)), storetest.RealClock{}
+	})
 }

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 // master or a Cluster:
 //
 //	redis://[user:password@]host:port[/db][?option=value...]            one server (rediss:// for TLS)
+//	unix://[user:password@]/path/to/redis.sock[?db=N&option=value...]   one server on the same host
 //	redis+sentinel://[user:password@]host:port[,host:port...][/db]?master_name=NAME[&option=value...]
 //	redis+cluster://[user:password@]host:port[,host:port...][?option=value...]
 //
@@ -37,6 +39,14 @@ func OpenTimeout(rawURL string, timeout time.Duration) (redis.UniversalClient, e
 	if !ok {
 		return nil, fmt.Errorf("redisstore: %q is not a redis:// URL", redact(rawURL))
 	}
+	if strings.ToLower(scheme) == "unix" { // a local server's socket: no TCP loopback cost
+		opt, err := redis.ParseURL("unix://" + rest)
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: %s: %w", redact(rawURL), scrub(err))
+		}
+		set(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout)
+		return redis.NewClient(opt), nil
+	}
 	base, mode, _ := strings.Cut(strings.ToLower(scheme), "+")
 	if base != "redis" && base != "rediss" {
 		return nil, fmt.Errorf("redisstore: unsupported URL scheme %q", scheme)
@@ -45,18 +55,18 @@ func OpenTimeout(rawURL string, timeout time.Duration) (redis.UniversalClient, e
 	case "":
 		opt, err := redis.ParseURL(base + "://" + rest)
 		if err != nil {
-			return nil, fmt.Errorf("redisstore: %s: %w", redact(rawURL), err)
+			return nil, fmt.Errorf("redisstore: %s: %w", redact(rawURL), scrub(err))
 		}
 		set(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout)
 		return redis.NewClient(opt), nil
 	case "sentinel":
 		u, err := withAddrs(base, rest)
 		if err != nil {
-			return nil, fmt.Errorf("redisstore: %s: %w", redact(rawURL), err)
+			return nil, fmt.Errorf("redisstore: %s: %w", redact(rawURL), scrub(err))
 		}
 		opt, err := redis.ParseFailoverURL(u)
 		if err != nil {
-			return nil, fmt.Errorf("redisstore: %s: %w", redact(rawURL), err)
+			return nil, fmt.Errorf("redisstore: %s: %w", redact(rawURL), scrub(err))
 		}
 		if opt.MasterName == "" {
 			return nil, fmt.Errorf("redisstore: %s: Sentinel URL needs master_name=NAME", redact(rawURL))
@@ -66,11 +76,11 @@ func OpenTimeout(rawURL string, timeout time.Duration) (redis.UniversalClient, e
 	case "cluster":
 		u, err := withAddrs(base, rest)
 		if err != nil {
-			return nil, fmt.Errorf("redisstore: %s: %w", redact(rawURL), err)
+			return nil, fmt.Errorf("redisstore: %s: %w", redact(rawURL), scrub(err))
 		}
 		opt, err := redis.ParseClusterURL(u)
 		if err != nil {
-			return nil, fmt.Errorf("redisstore: %s: %w", redact(rawURL), err)
+			return nil, fmt.Errorf("redisstore: %s: %w", redact(rawURL), scrub(err))
 		}
 		set(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout)
 		return redis.NewClusterClient(opt), nil
@@ -126,4 +136,14 @@ func redact(raw string) string {
 		return scheme + "://" + user + ":xxxxx@" + rest[i+1:]
 	}
 	return raw
+}
+
+// scrub returns err without the URL that url.Parse's errors repeat in full, password included
+// (go-redis's URL parsers return them as they are).
+func scrub(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }
