@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strconv"
@@ -89,8 +90,8 @@ type Program struct {
 	needs    needs
 	revClaim string
 	revValue int8
-	// usesSets: some rule reads a reference-value set (or refs as a whole), so appraisals
-	// set RecordMeasured.
+	// usesSets: some rule reads a reference-value set (by name, or any of them through refs
+	// used whole or with a computed key), so appraisals set RecordMeasured.
 	usesSets bool
 }
 
@@ -121,7 +122,7 @@ func Compile(f *File) (*Program, error) {
 		}
 		p.rules = append(p.rules, cr)
 		p.needs = p.needs.or(cr.needs)
-		p.usesSets = p.usesSets || len(cr.sets) > 0 || (cr.needs.pcrs && cr.needs.events) // refs used whole: allNeeds
+		p.usesSets = p.usesSets || len(cr.sets) > 0
 	}
 	return p, nil
 }
@@ -153,6 +154,14 @@ func compileRule(e *cel.Env, f *File, r Rule) (*compiledRule, error) {
 	native := a.NativeRep()
 	var chains []ast.Expr
 	walk(native.Expr(), &cr.needs, &chains, &cr.sets)
+	if i := slices.Index(cr.sets, ""); i >= 0 { // any set may be read: all of them
+		cr.sets = slices.Delete(cr.sets, i, i+1)
+		for _, name := range slices.Sorted(maps.Keys(f.ReferenceValues)) {
+			if !slices.Contains(cr.sets, name) {
+				cr.sets = append(cr.sets, name)
+			}
+		}
+	}
 	for _, s := range cr.sets {
 		if _, ok := f.ReferenceValues[s]; !ok {
 			return nil, &LoadError{Rule: r.Name, Field: "expr", Err: fmt.Errorf("reference-value set %q is not declared under reference_values (declare it, empty if the store fills it)", s)}
@@ -185,13 +194,18 @@ func compileRule(e *cel.Env, f *File, r Rule) (*compiledRule, error) {
 
 // walk visits an expression and records: the costly input parts it reads (needs), the maximal
 // member chains rooted at an input variable (shown when the rule fails), and the names of the
-// reference-value sets it selects as refs.<name> or refs["name"].
+// reference-value sets it selects as refs.<name> or refs["name"] ("" when it reads refs whole
+// or with a computed key, so any set).
 func walk(x ast.Expr, n *needs, chains *[]ast.Expr, sets *[]string) {
 	if root, path, ok := chain(x); ok {
 		switch root {
 		case varRefs:
-			if len(path) > 0 && path[0] != "" && !slices.Contains(*sets, path[0]) {
-				*sets = append(*sets, path[0])
+			name := "" // refs used whole or with a computed key: any set (compileRule)
+			if len(path) > 0 {
+				name = path[0]
+			}
+			if !slices.Contains(*sets, name) {
+				*sets = append(*sets, name)
 			}
 			walkKeys(x, n, chains, sets)
 			return
@@ -232,10 +246,6 @@ func walk(x ast.Expr, n *needs, chains *[]ast.Expr, sets *[]string) {
 		return
 	}
 	switch x.Kind() {
-	case ast.IdentKind:
-		if x.AsIdent() == varRefs {
-			*n = allNeeds // refs used whole: sets cannot be checked statically
-		}
 	case ast.SelectKind:
 		walk(x.AsSelect().Operand(), n, chains, sets)
 	case ast.CallKind:

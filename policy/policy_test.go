@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -455,6 +456,15 @@ func TestAppraisalRecordsMeasuredDigests(t *testing.T) {
 		t.Fatal("a learned policy reads reference-value sets: RecordMeasured is not set")
 	}
 	measured := policy.Measured(st)
+	events := map[string]bool{} // every event digest of PCRs 0-9, computed independently
+	for _, e := range st.Machine.GetRawEvents() {
+		if e.GetPcrIndex() <= 9 {
+			events[hex.EncodeToString(e.GetDigest())] = true
+		}
+	}
+	if got, want := measured, slices.Sorted(maps.Keys(events)); !slices.Equal(got, want) {
+		t.Errorf("Measured = %d digests, want exactly the %d distinct event digests of PCRs 0-9", len(got), len(want))
+	}
 	recorded := slices.Concat(a.ReferenceValues, measured)
 	slices.Sort(recorded)
 	recorded = slices.Compact(recorded)
@@ -489,5 +499,31 @@ func TestAppraisalRecordsMeasuredDigests(t *testing.T) {
 	plain := mustNew(t, &policy.File{Version: policy.FileVersion, Rules: []policy.Rule{{Name: "sb", Claim: token.ClaimConfiguration, Expr: "true", OnFailure: 96}}}, nil).Appraise(st)
 	if len(plain.ReferenceValues) != 0 || plain.RecordMeasured {
 		t.Errorf("a policy without reference values matched %d and asks to record measurements: %v", len(plain.ReferenceValues), plain.RecordMeasured)
+	}
+}
+
+// TestRefsReadByComputedKeyRecordsMeasured: a rule that reads reference values through refs as
+// a whole or with a computed key may use any set, so its appraisals ask the issuer to record
+// the measured digests (RecordMeasured), as a rule naming the set does; a rule reading no set
+// does not.
+func TestRefsReadByComputedKeyRecordsMeasured(t *testing.T) {
+	st := bareState(t, testenv.EventLog(t, testenv.DefaultLog))
+	pcr8 := hex.EncodeToString(st.PCRs[8])
+	for _, tc := range []struct {
+		expr   string
+		record bool
+	}{
+		{`pcrs.sha256["8"] in refs.sha256`, true},
+		{`pcrs[tpm.bank]["8"] in refs[tpm.bank]`, true},
+		{`refs.exists(k, pcrs.sha256["8"] in refs[k])`, true},
+		{`size(refs) > 0`, true},
+		{`pcrs.sha256["8"] == "` + pcr8 + `"`, false},
+	} {
+		f := &policy.File{Version: policy.FileVersion, ReferenceValues: map[string][]string{"sha256": {pcr8}},
+			Rules: []policy.Rule{{Name: "r", Claim: token.ClaimConfiguration, Expr: tc.expr, OnFailure: policy.Value(token.ValueContraindicated)}}}
+		a := mustNew(t, f, nil).Appraise(st)
+		if a.Status != token.TierAffirming || a.RecordMeasured != tc.record {
+			t.Errorf("%s: status %v, RecordMeasured %v, want affirming and %v", tc.expr, a.Status, a.RecordMeasured, tc.record)
+		}
 	}
 }

@@ -37,9 +37,10 @@ func newPolicyRevokeCmd() *cobra.Command {
 		Short: "Revoke a reference value: the issuer refuses new evidence containing DIGEST",
 		Long: `revoke-value tells a running issuer to stop accepting a configuration: from now on any
 evidence whose PCR values or event-log events contain DIGEST (hex) is refused, whatever its
-reference-value sets say. The revocation is listed (list-revoked) so that tokens already issued
-for it, whose submods.tpm.measurements.reference_values carry DIGEST, can be revoked. It prints
-the stored revocation as JSON.`,
+reference-value sets say. The live tokens already issued for evidence that carried DIGEST
+(as a matched reference value, or an event digest of PCRs 0-9 the issuer recorded with them)
+are revoked too, and the revocation is listed (list-revoked). It prints the stored revocation
+as JSON.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var res api.RevokeReferenceValueResponse

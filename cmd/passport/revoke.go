@@ -16,9 +16,10 @@ func newRevokeCmd() *cobra.Command {
 		Short: "Revoke live tokens: one by jti, all of an attester, or all that matched a reference value",
 		Long: `revoke asks the issuer's admin API to set the status of live tokens to invalid in their
 Token Status Lists (draft-ietf-oauth-status-list): one token by --jti, every token of an
-attester by --subject (its sub, the AK thumbprint), or every token whose evidence matched a
-reference value by --reference-value (a hex digest listed in
-submods.tpm.measurements.reference_values). Relying parties see it in the next status list
+attester by --subject (its sub, the AK thumbprint), or every token whose evidence carried a
+digest by --reference-value (hex: a reference value listed in the token's
+submods.tpm.measurements.reference_values or, under a policy with reference-value sets, any
+event digest of PCRs 0-9 the issuer recorded with the token). Relying parties see it in the next status list
 they fetch, and those following the issuer's revocation stream at once. It prints the
 revoked entries as JSON; a --jti naming no live token is an error.`,
 		Args: cobra.NoArgs,
