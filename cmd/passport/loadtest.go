@@ -36,8 +36,8 @@ func newLoadtestCmd() *cobra.Command {
 				return errors.New("--duration must be at most 2m")
 			case cfg.Events < 9 || cfg.Events > 2000:
 				return errors.New("--events must be 9..2000")
-			case (cfg.CompareBinary != "" || len(cfg.CompareArgs) > 0) && cfg.Issuers != 2:
-				return errors.New("--compare-bin and --compare-args need --issuers 2")
+			case (cfg.CompareBinary != "" || len(cfg.CompareArgs) > 0 || cfg.CompareRedisSocket) && cfg.Issuers != 2:
+				return errors.New("--compare-bin, --compare-args and --compare-redis-socket need --issuers 2")
 			}
 			if cfg.Binary == "" {
 				exe, err := os.Executable()
@@ -73,6 +73,8 @@ func newLoadtestCmd() *cobra.Command {
 	fl.StringVar(&cfg.ProfileDir, "cpuprofile", "", "steady scenario: write CPU profiles of the issuers (serve --pprof on a loopback metrics listener) and of the harness to this directory")
 	fl.StringVar(&cfg.CompareBinary, "compare-bin", "", "A/B comparison: run the second issuer from this passport binary (the report gives each replica's CPU per attestation under the same load)")
 	fl.StringSliceVar(&cfg.CompareArgs, "compare-args", nil, "A/B comparison: extra serve flags for the second issuer only, e.g. --compare-args=--gogc=100")
+	fl.BoolVar(&cfg.RedisSocket, "redis-socket", false, "issuers reach Redis through its Unix socket instead of TCP loopback")
+	fl.BoolVar(&cfg.CompareRedisSocket, "compare-redis-socket", false, "A/B comparison: only the second issuer reaches Redis through its Unix socket")
 	fl.DurationVar(&cfg.ProfileDuration, "profile-seconds", 5*time.Second, "with --cpuprofile: length of each issuer's profile, from the start of the measured phase")
 	return cmd
 }

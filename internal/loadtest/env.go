@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -118,6 +119,13 @@ func newEnv(cfg Config, issuerArgs []string, redisArgs []string) (*env, error) {
 	if err := os.MkdirAll(e.redis.Dir, 0o700); err != nil {
 		return nil, err
 	}
+	socketURL := ""
+	if cfg.RedisSocket || cfg.CompareRedisSocket {
+		sock := filepath.Join(e.redis.Dir, "redis.sock")
+		e.redis.Args = append(slices.Clone(redisArgs), "--unixsocket", sock, "--unixsocketperm", "700")
+		socketURL = "unix://" + sock
+	}
+	comparing := cfg.Issuers > 1 && cfg.comparing()
 	if err := e.redis.Start(); err != nil {
 		return nil, err
 	}
@@ -143,12 +151,15 @@ func newEnv(cfg Config, issuerArgs []string, redisArgs []string) (*env, error) {
 		}
 		// Scenarios that never restart Redis run it without persistence: serve warns.
 		p := &issuerProc{bin: cfg.Binary, args: args, port: port, adminPort: adminPort, metricsPort: metricsPort}
-		if i == cfg.Issuers-1 && cfg.Issuers > 1 && (cfg.CompareBinary != "" || len(cfg.CompareArgs) > 0) {
+		if i == cfg.Issuers-1 && comparing {
 			p.compare = true
 			if cfg.CompareBinary != "" {
 				p.bin = cfg.CompareBinary
 			}
 			p.args = append(p.args, cfg.CompareArgs...)
+		}
+		if cfg.RedisSocket || (cfg.CompareRedisSocket && p.compare) {
+			p.args = append(p.args, "--redis", socketURL) // the last --redis wins
 		}
 		p.log, err = os.Create(filepath.Join(dir, fmt.Sprintf("issuer%d.log", i)))
 		if err != nil {

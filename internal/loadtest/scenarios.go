@@ -254,7 +254,11 @@ func Steady(ctx context.Context, cfg Config) (*Result, error) {
 		for i := range c0.each {
 			label := fmt.Sprintf("issuer %d", i+1)
 			if e.issuers[i].compare {
-				label += " (compared: " + e.issuers[i].bin + " " + strings.Join(cfg.CompareArgs, " ") + ")"
+				how := append([]string{e.issuers[i].bin}, cfg.CompareArgs...)
+				if cfg.CompareRedisSocket {
+					how = append(how, "Redis over its Unix socket")
+				}
+				label += " (compared: " + strings.Join(how, " ") + ")"
 			}
 			n := okBy[i].Load()
 			each = append(each, fmt.Sprintf("%s %s (%d issued)", label, us((c1.each[i]-c0.each[i])/time.Duration(max(n, 1))), n))

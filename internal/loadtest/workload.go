@@ -46,6 +46,15 @@ type Config struct {
 	// scenario (each replica serves half of the attesters).
 	CompareBinary string
 	CompareArgs   []string
+	// RedisSocket makes every issuer reach Redis through its Unix socket (unix://) instead of
+	// TCP loopback. CompareRedisSocket does so for the second issuer only: an A/B comparison
+	// of the two transports (with Issuers 2), read like CompareArgs'.
+	RedisSocket, CompareRedisSocket bool
+}
+
+// comparing reports whether the second issuer is run differently from the first.
+func (c Config) comparing() bool {
+	return c.CompareBinary != "" || len(c.CompareArgs) > 0 || c.CompareRedisSocket
 }
 
 // outcome of one HTTP exchange.
