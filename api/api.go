@@ -52,6 +52,11 @@ type AttestRequest struct {
 	// EATNonce, when set, is echoed in the token's eat_nonce claim (a relying party's nonce, 8 to
 	// 88 bytes: RFC 9711 section 4.1).
 	EATNonce string `json:"eat_nonce,omitempty"`
+	// Origin, when set, is the origin (api.Origin's serialization, e.g. "https://rp.example")
+	// of the relying party the evidence was made for in a background check: the quote's
+	// extraData is then ExtraDataFor(nonce, cnf, Origin), and the issuer mints only for an
+	// Audience that is a URL of that origin.
+	Origin string `json:"origin,omitempty"`
 }
 
 // AttestResponse answers a successful POST /v1/attest.

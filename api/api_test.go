@@ -41,6 +41,49 @@ func TestExtraDataBindsNonceAndKey(t *testing.T) {
 	}
 }
 
+// TestExtraDataForBindsOrigin: evidence made for one relying party's origin binds it; another
+// origin, none, or a non-canonical spelling gives another binding or an error.
+func TestExtraDataForBindsOrigin(t *testing.T) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	n := bytes.Repeat([]byte{1}, api.NonceSize)
+	j := &jose.JSONWebKey{Key: &k.PublicKey}
+	plain, _ := api.ExtraData(n, j)
+	none, _ := api.ExtraDataFor(n, j, "")
+	a, err := api.ExtraDataFor(n, j, "https://rp.example")
+	if err != nil || len(a) != api.ExtraDataSize {
+		t.Fatalf("%v %d", err, len(a))
+	}
+	other, _ := api.ExtraDataFor(n, j, "https://evil.example")
+	if !bytes.Equal(plain, none) || bytes.Equal(a, plain) || bytes.Equal(a, other) {
+		t.Fatal("the origin is not bound, or the empty origin differs from ExtraData")
+	}
+	for _, bad := range []string{"https://RP.example", "https://rp.example/", "https://rp.example:443", "rp.example", "ftp://rp.example"} {
+		if _, err := api.ExtraDataFor(n, j, bad); err == nil {
+			t.Errorf("origin %q accepted", bad)
+		}
+	}
+}
+
+func TestOrigin(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://RP.Example:443/a?b#c":  "https://rp.example",
+		"http://rp.example:80":          "http://rp.example",
+		"https://rp.example:8443/x":     "https://rp.example:8443",
+		"http://127.0.0.1:18080/v1":     "http://127.0.0.1:18080",
+		"https://[::1]:9443/":           "https://[::1]:9443",
+		"https://user:pw@rp.example/ok": "https://rp.example",
+	} {
+		if got, err := api.Origin(in); err != nil || got != want {
+			t.Errorf("Origin(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "rp.example", "/path", "ftp://rp.example", "https://", "mailto:a@b", "urn:x:y"} {
+		if got, err := api.Origin(bad); err == nil {
+			t.Errorf("Origin(%q) = %q, want an error", bad, got)
+		}
+	}
+}
+
 func TestBytesJSON(t *testing.T) {
 	in := api.Bytes{0xfb, 0xff, 0x00}
 	b, _ := json.Marshal(in)

@@ -153,8 +153,17 @@ func (a *Attester) EventLog() []byte { return append([]byte(nil), a.log...) }
 // The nonce must be api.NonceSize (32) bytes. Errors come from the binding, the TPM or the
 // encoding; after Close it fails with ErrClosed.
 func (a *Attester) Evidence(nonce []byte) (*api.AttestRequest, error) {
+	return a.EvidenceFor(nonce, "")
+}
+
+// EvidenceFor is Evidence made for one relying party (the background check): extraData is
+// api.ExtraDataFor(nonce, CNF(), origin), binding origin (api.Origin's serialization of the
+// relying party's URL, which the attester reached itself), and the request's Origin is set, so
+// the issuer mints for it only audiences of that origin. With origin "" it is Evidence. A
+// malformed origin is an error.
+func (a *Attester) EvidenceFor(nonce []byte, origin string) (*api.AttestRequest, error) {
 	cnf := a.CNF()
-	extra, err := api.ExtraData(nonce, cnf)
+	extra, err := api.ExtraDataFor(nonce, cnf, origin)
 	if err != nil {
 		return nil, fmt.Errorf("attester: bind nonce and cnf key: %w", err)
 	}
@@ -180,5 +189,6 @@ func (a *Attester) Evidence(nonce []byte) (*api.AttestRequest, error) {
 		Nonce:       append(api.Bytes(nil), nonce...),
 		Attestation: raw,
 		CNF:         cnf,
+		Origin:      origin,
 	}, nil
 }

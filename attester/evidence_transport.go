@@ -16,8 +16,9 @@ import (
 // EvidenceTransport is an http.RoundTripper for relying parties that check evidence
 // themselves (the background-check model, RFC 9334 section 5.2; docs/BACKGROUND_CHECK.md).
 // When a response is 401 with a challenge nonce in the api.HeaderNonce header, it quotes over
-// that nonce with Attester (Attester.Evidence: extraData binds the nonce and the cnf key) and
-// repeats the request once, with the evidence in api.HeaderEvidence (base64url of the JSON
+// that nonce with Attester (Attester.EvidenceFor: extraData binds the nonce, the cnf key and
+// the origin of the request's URL, so the relying party cannot have it appraised for another
+// relying party) and repeats the request once, with the evidence in api.HeaderEvidence (base64url of the JSON
 // api.AttestRequest) and a DPoP proof (RFC 9449) signed by the cnf key over the request, so
 // the evidence cannot be presented by anyone else. Other responses pass through unchanged.
 //
@@ -50,6 +51,12 @@ func (t *EvidenceTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	if err != nil || len(nonce) != api.NonceSize {
 		return resp, nil // not a challenge we can answer: let the caller see the 401
 	}
+	// The evidence binds the origin of the URL this transport reached (never one the relying
+	// party names), so that relying party cannot have it appraised for another.
+	origin, err := api.Origin(req.URL.String())
+	if err != nil {
+		return resp, nil
+	}
 	var body io.ReadCloser
 	if req.Body != nil && req.Body != http.NoBody {
 		if req.GetBody == nil {
@@ -63,7 +70,7 @@ func (t *EvidenceTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 
-	ev, err := t.Attester.Evidence(nonce)
+	ev, err := t.Attester.EvidenceFor(nonce, origin)
 	if err != nil {
 		return nil, err
 	}

@@ -110,10 +110,17 @@ func (s *State) SecureBoot() bool { return s.Machine.GetSecureBoot().GetEnabled(
 // are *Error values naming the check and, where the log is at fault, the PCR and the event's
 // index in the log. Messages never contain the nonce, keys or PCR values.
 func (v *Verifier) Verify(ctx context.Context, nonce []byte, cnf *jose.JSONWebKey, attestation []byte) (*State, error) {
+	return v.VerifyFor(ctx, nonce, cnf, "", attestation)
+}
+
+// VerifyFor is Verify for evidence made for one relying party's origin (api.AttestRequest's
+// Origin, the background check): the quotes' extraData must be api.ExtraDataFor(nonce, cnf,
+// origin). With origin "" it is Verify. A malformed origin fails the decode check.
+func (v *Verifier) VerifyFor(ctx context.Context, nonce []byte, cnf *jose.JSONWebKey, origin string, attestation []byte) (*State, error) {
 	if len(attestation) == 0 || len(attestation) > MaxAttestationSize {
 		return nil, fail(CheckDecode, fmt.Errorf("attestation is %d bytes, want 1..%d", len(attestation), MaxAttestationSize))
 	}
-	want, err := api.ExtraData(nonce, cnf)
+	want, err := api.ExtraDataFor(nonce, cnf, origin)
 	if err != nil {
 		return nil, fail(CheckDecode, err)
 	}

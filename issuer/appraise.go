@@ -16,10 +16,11 @@ import (
 // is consumed atomically, the quote, event log and policy are appraised, and the audience
 // allowlist (Config.Audiences) applies.
 //
-// The issuer does not authenticate the relying party: the result says no more than a
-// passport token for that audience would, which any attester can obtain with Attest (see
-// docs/BACKGROUND_CHECK.md). Errors are those of Attest, plus ErrBadRequest when the request
-// lacks evidence or an audience.
+// The issuer does not authenticate the relying party. What stops a relying party from having
+// evidence it received appraised for another one is the evidence itself: an attester answering
+// a relying party's challenge binds that relying party's origin into the quote (Origin), and
+// Attest mints only for audiences of the bound origin (docs/BACKGROUND_CHECK.md). Errors are
+// those of Attest, plus ErrBadRequest when the request lacks evidence or an audience.
 func (is *Issuer) Appraise(ctx context.Context, req *api.AppraiseRequest) (*api.AppraiseResponse, error) {
 	switch {
 	case req == nil || req.Evidence == nil:

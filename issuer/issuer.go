@@ -177,8 +177,10 @@ func (is *Issuer) Challenge(ctx context.Context) (*api.ChallengeResponse, error)
 }
 
 // Attest consumes the request's nonce (atomically: of concurrent requests with one nonce exactly
-// one proceeds), verifies the evidence, appraises it and mints a token. Errors wrap the sentinels
-// of this package, *evidence.Error or *PolicyError; StatusOf maps them to HTTP.
+// one proceeds), verifies the evidence, appraises it and mints a token. Evidence made for one
+// relying party (req.Origin set, its extraData binding that origin) is minted only for an
+// audience of that origin (ErrAudience otherwise). Errors wrap the sentinels of this package,
+// *evidence.Error or *PolicyError; StatusOf maps them to HTTP.
 func (is *Issuer) Attest(ctx context.Context, req *api.AttestRequest) (res *api.AttestResponse, err error) {
 	if is.cfg.Outcome != nil {
 		defer func() { is.cfg.Outcome(outcomeCode(err)) }()
@@ -199,7 +201,7 @@ func (is *Issuer) Attest(ctx context.Context, req *api.AttestRequest) (res *api.
 		return nil, fmt.Errorf("%w: each challenge answers one attestation", ErrNonceReused)
 	}
 	t0 := time.Now()
-	st, err := is.cfg.Evidence.Verify(ctx, req.Nonce, req.CNF, req.Attestation)
+	st, err := is.cfg.Evidence.VerifyFor(ctx, req.Nonce, req.CNF, req.Origin, req.Attestation)
 	is.observe(StepVerify, t0)
 	if err != nil {
 		is.cfg.Log.InfoContext(ctx, "attestation refused", "reason", err.Error())
@@ -259,8 +261,16 @@ func (is *Issuer) checkRequest(req *api.AttestRequest) error {
 		return fmt.Errorf("%w: audience is required", ErrBadRequest)
 	case len(is.cfg.Audiences) > 0 && !slices.Contains(is.cfg.Audiences, req.Audience):
 		return fmt.Errorf("%w: %q", ErrAudience, req.Audience)
+	case req.Origin != "" && !ofOrigin(req.Audience, req.Origin):
+		return fmt.Errorf("%w: the evidence was made for the relying party at %s, and %q is not a URL of that origin", ErrAudience, req.Origin, req.Audience)
 	}
 	return nil
+}
+
+// ofOrigin reports whether audience is an http(s) URL whose origin (api.Origin) is origin.
+func ofOrigin(audience, origin string) bool {
+	o, err := api.Origin(audience)
+	return err == nil && o == origin
 }
 
 // MaxAudienceSize bounds the requested audience (bytes).

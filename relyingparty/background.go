@@ -32,6 +32,10 @@ var (
 	// ErrEvidence: the Attestation-Evidence header is not one base64url JSON AttestRequest
 	// with a nonce, an attestation and a public cnf key. Answered 400 invalid_request.
 	ErrEvidence = errors.New("relyingparty: malformed evidence")
+	// ErrEvidenceOrigin: the evidence does not bind this relying party's origin (the origin of
+	// WithExternalURL; api.AttestRequest's Origin and api.ExtraDataFor), so the issuer would not
+	// appraise it for this relying party. Middleware answers 400 invalid_request.
+	ErrEvidenceOrigin = errors.New("relyingparty: evidence not made for this relying party's origin")
 	// ErrIssuerUnavailable: the issuer could not be reached or answered 5xx. Answered 503.
 	ErrIssuerUnavailable = errors.New("relyingparty: issuer unavailable for the background check")
 	// ErrResultMismatch: the issuer's result does not answer the forwarded evidence: another
@@ -62,12 +66,13 @@ func (e *IssuerError) Error() string {
 //  1. a request that needs evidence is answered 401 with a fresh nonce from the issuer's
 //     POST /v1/challenge, in the api.HeaderNonce header and in a WWW-Authenticate challenge
 //     `Attestation realm="passport", nonce="..."`;
-//  2. the attester quotes over that nonce and its cnf key (attester.Attester.Evidence) and
-//     repeats the request with the evidence in api.HeaderEvidence and a DPoP proof signed by
+//  2. the attester quotes over that nonce, its cnf key and the origin of the URL it called
+//     (attester.Attester.EvidenceFor, api.ExtraDataFor) and repeats the request with the evidence in api.HeaderEvidence and a DPoP proof signed by
 //     the evidence's cnf key over the request (no ath) — or over TLS with a client
 //     certificate for that key (attester.EvidenceTransport does this);
 //  3. Middleware checks the proof against its own public URL (WithExternalURL, required),
-//     forwards the evidence to the issuer's POST /v1/appraise naming the Verifier's
+//     refuses evidence bound to another origin than that URL's (ErrEvidenceOrigin), forwards
+//     the evidence to the issuer's POST /v1/appraise naming the Verifier's
 //     audience, verifies the returned attestation result with the Verifier (signature, iss,
 //     aud, exp, status, claim requirements), requires its eat_nonce to be the evidence's
 //     nonce and its cnf to be the evidence's key, only then remembers the proof's jti, and
@@ -83,8 +88,10 @@ type BackgroundCheck struct {
 
 // WithBackgroundCheck makes a request without a token fall back to the background check with
 // bc instead of being refused. The middleware must also have WithExternalURL, the URL the
-// evidence's DPoP proof must name; without it every request is refused with 500 (fail closed,
-// ErrNoExternalURL).
+// evidence's DPoP proof must name, and the Verifier's audience must be a URL of that URL's
+// origin (api.Origin), the origin attesters bind into their evidence and the only one the
+// issuer mints results for; otherwise every request is refused with 500 (fail closed,
+// ErrNoExternalURL or ErrConfig, logged).
 func WithBackgroundCheck(bc *BackgroundCheck) MiddlewareOption {
 	return func(m *middleware) { m.bg = bc }
 }
@@ -117,6 +124,10 @@ func (m *middleware) serveEvidence(w http.ResponseWriter, r *http.Request, next 
 	proof, err := m.evidencePoP(r, ev)
 	if err != nil {
 		m.fail(w, r, err)
+		return
+	}
+	if ev.Origin != m.origin { // the issuer would refuse it for our audience anyway
+		m.onError(w, r, fmt.Errorf("%w: %s", ErrEvidenceOrigin, m.origin))
 		return
 	}
 	res, err := m.bg.appraise(r.Context(), ev, m.v.expect.Audience)
@@ -340,6 +351,8 @@ func classifyBackground(err error) (status int, code, desc string, ok bool) {
 		return http.StatusBadRequest, "invalid_request", "the issuer refused the evidence: " + safeCode(ie.Err.Code), true
 	case errors.Is(err, ErrEvidence):
 		return http.StatusBadRequest, "invalid_request", "malformed " + api.HeaderEvidence + " header", true
+	case errors.Is(err, ErrEvidenceOrigin):
+		return http.StatusBadRequest, "invalid_request", "the evidence does not bind this relying party's origin", true
 	case errors.Is(err, ErrIssuerUnavailable):
 		return http.StatusServiceUnavailable, "temporarily_unavailable", "issuer unavailable", true
 	case errors.Is(err, ErrResultMismatch):

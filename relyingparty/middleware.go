@@ -53,6 +53,7 @@ type middleware struct {
 	pop      PoP              // proof-of-possession policy (pop.go)
 	dpop     *dpop.Verifier   // DPoP proofs and their replay cache
 	external *url.URL         // public base URL for htu (origin.go), nil: none, DPoP fails closed
+	origin   string           // api.Origin of external, with a background check (checkConfig)
 	bg       *BackgroundCheck // background-check fallback (background.go), nil: none
 	fresh    bool             // the route demands fresh evidence
 

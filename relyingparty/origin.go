@@ -2,6 +2,8 @@ package relyingparty
 
 import (
 	"fmt"
+
+	"github.com/passport-attest/passport/api"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -59,6 +61,14 @@ func (m *middleware) checkConfig() error {
 	err := m.externalErr
 	if err == nil && m.external == nil && (m.pop == PoPDPoP || m.bg != nil) {
 		err = ErrNoExternalURL
+	}
+	if err == nil && m.bg != nil {
+		// The attester binds the origin it reached into its evidence, and the issuer mints
+		// only for audiences of that origin: the Verifier's audience must be one.
+		m.origin, _ = api.Origin(m.external.String())
+		if aud, aerr := api.Origin(m.v.expect.Audience); aerr != nil || aud != m.origin {
+			err = fmt.Errorf("%w: background check: the Verifier's audience %q is not a URL of the external URL's origin %s, which attesters bind into their evidence", ErrConfig, m.v.expect.Audience, m.origin)
+		}
 	}
 	if err != nil {
 		m.log.Error("relyingparty: middleware misconfigured: every request will be refused with 500",

@@ -278,26 +278,27 @@ func TestBackgroundCheckRelayRefused(t *testing.T) {
 // so a token holder's DPoP requests on a route sharing that cache are still served.
 func TestBackgroundFloodKeepsTokenRoutes(t *testing.T) {
 	w := newBGWorld(t)
-	res, err := (&attester.Client{IssuerURL: w.issuer.URL}).Attest(context.Background(), w.a, rpAudience)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const capacity = 16
 	shared := &dpop.Verifier{MaxReplayEntries: capacity}
 	ok := http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { rw.WriteHeader(http.StatusNoContent) })
 	rp := newServer(t, func(origin *url.URL) http.Handler {
+		v := w.verifierFor(t, origin)
 		mux := http.NewServeMux()
-		mux.Handle("/evidence", Middleware(w.v, WithBackgroundCheck(w.bc), WithDPoPVerifier(shared), WithExternalURL(origin))(ok))
-		mux.Handle("/api", Middleware(w.v, RequirePoP(PoPDPoP), WithDPoPVerifier(shared), WithExternalURL(origin))(ok))
+		mux.Handle("/evidence", Middleware(v, WithBackgroundCheck(w.bc), WithDPoPVerifier(shared), WithExternalURL(origin))(ok))
+		mux.Handle("/api", Middleware(v, RequirePoP(PoPDPoP), WithDPoPVerifier(shared), WithExternalURL(origin))(ok))
 		return mux
 	})
+	res, err := (&attester.Client{IssuerURL: w.issuer.URL}).Attest(context.Background(), w.a, w.aud)
+	if err != nil {
+		t.Fatal(err)
+	}
 	before := w.calls[api.PathAppraise].Load()
 	const junk = 2 * capacity
 	for i := range junk {
 		k := newKey(t)
 		nonce := make([]byte, api.NonceSize)
 		_, _ = rand.Read(nonce)
-		b, _ := json.Marshal(api.AttestRequest{Nonce: nonce, Attestation: []byte("junk"), CNF: &jose.JSONWebKey{Key: &k.PublicKey}})
+		b, _ := json.Marshal(api.AttestRequest{Nonce: nonce, Attestation: []byte("junk"), CNF: &jose.JSONWebKey{Key: &k.PublicKey}, Origin: w.aud})
 		req, _ := http.NewRequest(http.MethodGet, rp.URL+"/evidence", nil)
 		req.Header.Set(api.HeaderEvidence, base64.RawURLEncoding.EncodeToString(b))
 		req.Header.Set("DPoP", proof(t, k, "GET", rp.URL+"/evidence", "", time.Now()))
@@ -333,7 +334,7 @@ func TestBackgroundReplayAfterCacheLoss(t *testing.T) {
 	var origin *url.URL
 	rp := newServer(t, func(o *url.URL) http.Handler {
 		origin = o
-		return Middleware(w.v, WithBackgroundCheck(w.bc), WithExternalURL(o))(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		return Middleware(w.verifierFor(t, o), WithBackgroundCheck(w.bc), WithExternalURL(o))(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 			io.WriteString(rw, "ok")
 		}))
 	})
