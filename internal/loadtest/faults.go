@@ -104,21 +104,55 @@ func (l *live) once(ctx context.Context, i int, a *attester) {
 	time.Sleep(10 * time.Millisecond)
 }
 
-// recovery returns the time from at until the first slot whose successes reach half the mean
-// rate of the slots before fault.
-func (l *live) recovery(fault, at time.Time) time.Duration {
-	before := int(fault.Sub(l.start) / slot)
-	var sum int64
-	for s := 1; s < before; s++ { // skip the first slot (warm-up)
-		sum += l.ok[s].Load()
+// series returns a snapshot of the successes per slot: element s counts the attestations
+// that succeeded in [s·slot, (s+1)·slot) after the run's start.
+func (l *live) series() []int64 {
+	out := make([]int64, len(l.ok))
+	for i := range l.ok {
+		out[i] = l.ok[i].Load()
 	}
-	mean := float64(sum) / float64(max(before-1, 1))
-	for s := int(at.Sub(l.start) / slot); s < len(l.ok); s++ {
-		if float64(l.ok[s].Load()) >= mean/2 {
-			return l.start.Add(time.Duration(s+1) * slot).Sub(at)
+	return out
+}
+
+// recoveredAt returns when attestations are back to half their rate, as the end of the first
+// slot reaching half the baseline, an offset from the run's start (so with one slot's
+// resolution, an upper bound). ok[s] is the successes of slot s, [s·slot, (s+1)·slot) after the
+// start; fault is when the fault took effect and from when recovery can begin (a restart), both
+// offsets from the start. The baseline is the mean of the slots before the one holding fault,
+// without slot 0 (warm-up). Only slots that begin at or after from are searched: a slot partly
+// before it also counts successes from before from (before a kill, say), which say nothing about
+// recovery. The bool is false when there is no baseline (fault in the first two slots, or no
+// success before it) or no searched slot reaches half of it.
+func recoveredAt(ok []int64, fault, from time.Duration) (time.Duration, bool) {
+	before := min(int(fault/slot), len(ok))
+	var sum int64
+	for s := 1; s < before; s++ {
+		sum += ok[s]
+	}
+	if before < 2 || sum == 0 {
+		return 0, false
+	}
+	mean := float64(sum) / float64(before-1)
+	for s := max(int((from+slot-1)/slot), 0); s < len(ok); s++ {
+		if float64(ok[s]) >= mean/2 {
+			return time.Duration(s+1) * slot, true
 		}
 	}
-	return -1
+	return 0, false
+}
+
+// restartRecovery returns how long after a restart (up) and after the kill before it (down)
+// attestations were back to half their rate, from the successes per slot in series (offsets
+// from the run's start, as recoveredAt). Recovery is searched from the restart on: until then
+// the service was down, the slot holding the kill counts attestations that succeeded before it,
+// and requests that passed their Redis step before the kill can still succeed after it. So
+// afterDown is never shorter than the downtime up - down. The bool is false as for recoveredAt.
+func restartRecovery(series []int64, down, up time.Duration) (afterUp, afterDown time.Duration, ok bool) {
+	at, ok := recoveredAt(series, down, up)
+	if !ok {
+		return 0, 0, false
+	}
+	return at - up, at - down, true
 }
 
 func (l *live) report(r *Result, d time.Duration) {
@@ -156,7 +190,7 @@ func RedisRestart(ctx context.Context, cfg Config, fsync string) (*Result, error
 	l, err := e.runLive(ctx, cfg.Duration, 0, func(l *live) {
 		time.Sleep(cfg.Duration / 3)
 		sample = e.revokeSample(ctx, l.sampled())
-		killed = time.Now()
+		killed = time.Now() // Stop sends SIGKILL first thing
 		e.redis.Stop()
 		time.Sleep(time.Second)
 		if err := e.redis.Start(); err != nil {
@@ -168,8 +202,14 @@ func RedisRestart(ctx context.Context, cfg Config, fsync string) (*Result, error
 		return nil, err
 	}
 	l.report(r, cfg.Duration)
-	r.add("recovery", "Redis down %s; attestations back to half their rate %s after the restart (%s after the kill)",
-		restarted.Sub(killed).Round(time.Millisecond), l.recovery(killed, restarted).Round(time.Millisecond), l.recovery(killed, killed).Round(time.Millisecond))
+	down, up := killed.Sub(l.start), restarted.Sub(l.start)
+	if afterUp, afterDown, ok := restartRecovery(l.series(), down, up); ok {
+		r.add("recovery", "Redis down %s (from SIGKILL to answering PING again); attestations back to half their rate %s after the restart (%s after the kill)",
+			(up - down).Round(time.Millisecond), afterUp.Round(time.Millisecond), afterDown.Round(time.Millisecond))
+	} else {
+		r.add("recovery", "Redis down %s (from SIGKILL to answering PING again); attestations not back to half their rate by the end of the run",
+			(up - down).Round(time.Millisecond))
+	}
 	r.add("lost", "%d attestations refused with 503 while Redis was down (fail closed; the attesters retried), %d outstanding challenges lost (refused as nonce_reused after the restart); issued tokens live with the attesters and lose nothing",
 		l.st.codes["temporarily_unavailable"], l.st.codes["nonce_reused"])
 	if err := e.checkSample(ctx, sample, killed, r); err != nil {

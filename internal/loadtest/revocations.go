@@ -48,8 +48,8 @@ func (l *live) sampled() []string {
 }
 
 // revocationSample is what revokeSample did: the tokens it revoked (the admin API answered
-// count 1), those it left valid, those whose revocation failed, and when the last revocation
-// was acknowledged.
+// count 1), those it left valid (the control sample), those whose revocation failed, and when
+// the harness received the last revocation's acknowledgement (the admin API's answer).
 type revocationSample struct {
 	revoked, kept []string
 	failed        int
@@ -107,7 +107,8 @@ func (t toIssuer) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // checkSample checks every token of s through a fresh relyingparty.StatusChecker fetching the
-// issuers' status lists from the last replica, and reports the result in r.
+// issuers' status lists from the last replica, and reports the result in r; killed is when the
+// harness sent Redis SIGKILL.
 func (e *env) checkSample(ctx context.Context, s *revocationSample, killed time.Time, r *Result) error {
 	if s == nil {
 		return errors.New("no revocation sample was taken")
@@ -150,7 +151,7 @@ func (e *env) checkSample(ctx context.Context, s *revocationSample, killed time.
 	if !s.lastAck.IsZero() {
 		before = us(killed.Sub(s.lastAck))
 	}
-	r.add("revocations", "%d tokens revoked through the admin API (%d refused), the last acknowledged %s before the kill; after the restart each checked through the status list with %d not revoked",
+	r.add("revocations", "%d tokens revoked through the admin API (%d refused), the last acknowledgement received %s before the harness sent Redis SIGKILL; after the restart these and a control sample of %d tokens never revoked were checked through the status list",
 		len(s.revoked), s.failed, before, len(s.kept))
 	r.add("lost revocations", "%d (goal 0)", a.lost)
 	r.add("wrongly revoked", "%d (goal 0)", a.wrong)
