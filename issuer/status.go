@@ -20,9 +20,9 @@ import (
 	"github.com/passport-attest/passport/token"
 )
 
-// statusGrace extends every status entry past its token's exp by the largest leeway a
-// relying party may allow (relyingparty.MaxLeeway): a token still accepted somewhere can
-// still be revoked.
+// statusGrace extends every status entry past its token's exp by more than the largest leeway
+// a relying party may allow (relyingparty.MaxLeeway, 2.5 min): a token still accepted
+// somewhere can still be revoked.
 const statusGrace = 5 * time.Minute
 
 // clockTTL is how long a TPM's clock record is kept after its last quote.

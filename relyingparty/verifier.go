@@ -15,8 +15,10 @@ import (
 // against token lifetimes of minutes and enough for hosts whose clocks are NTP-disciplined.
 const DefaultLeeway = 30 * time.Second
 
-// MaxLeeway is the largest Config.Leeway NewVerifier accepts: 5 min.
-const MaxLeeway = 5 * time.Minute
+// MaxLeeway is the largest Config.Leeway NewVerifier accepts: 2.5 min. go-oidc accepts nbf
+// at most 5 min past the clock it is given, which NewVerifier sets back by the leeway: a
+// larger leeway would make the effective nbf leeway 5 min minus it.
+const MaxLeeway = 150 * time.Second
 
 // Config is what a relying party expects of passport tokens. Issuer, Audience and KeySet are
 // required: NewVerifier fails closed without them.

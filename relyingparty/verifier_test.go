@@ -80,6 +80,15 @@ func TestVerify(t *testing.T) {
 		{name: "nbf within leeway", tok: func() string {
 			return iss.sign(t, with(func(c *token.Claims) { c.NotBefore = now.Add(10 * time.Second).Unix() }))
 		}},
+		// go-oidc allows nbf 5 minutes ahead of the clock we shift back by the leeway: at the
+		// largest leeway, nbf up to the leeway must still pass both checks.
+		{name: "nbf at the largest leeway", mod: func(c *Config) { c.Leeway = MaxLeeway }, tok: func() string {
+			return iss.sign(t, with(func(c *token.Claims) { c.NotBefore = now.Add(MaxLeeway).Unix() }))
+		}},
+		{name: "nbf past the largest leeway", want: token.ErrNotYetValid, mod: func(c *Config) { c.Leeway = MaxLeeway },
+			tok: func() string {
+				return iss.sign(t, with(func(c *token.Claims) { c.NotBefore = now.Add(MaxLeeway + time.Second).Unix() }))
+			}},
 		{name: "alg none", want: ErrAlgorithm, tok: func() string {
 			h, _ := json.Marshal(map[string]any{"alg": "none", "kid": iss.kid(), "typ": "eat+jwt"})
 			p, _ := json.Marshal(claimsAt(t, now))

@@ -22,7 +22,10 @@ func TestParseClaimsMatchesUnmarshal(t *testing.T) {
 		`{"submods":{"tpm":null,"other":{"ear_status":"affirming"}}}`,
 		`{"submods":null,"unknown":{"x":[1,2]}}`,
 		`{"submods":{"tpm":{"ear_status":"affirming","ear.status":"warning"}}}`, // conflicting
-		`{"submods":{"tpm":{"ear_trustworthiness_vector":{}}}}`,                 // no status
+		`{"submods":{"tpm":{"ear_status":"affirming","ear_trustworthiness_vector":{"executables":2},"ear.trustworthiness-vector":{"executables":96}}}}`,
+		`{"submods":{"tpm":{"ear_status":"affirming","ear_appraisal_policy_id":"a","ear.appraisal-policy-id":"b"}}}`,
+		`{"submods":{"tpm":{"ear_status":"affirming","ear_trustworthiness_vector":{"executables":2},"ear.trustworthiness-vector":{"executables":2}}}}`,
+		`{"submods":{"tpm":{"ear_trustworthiness_vector":{}}}}`, // no status
 		`{"submods":{"tpm":{"ear_status":"bogus"}}}`,
 		`{"submods":{"tpm":{"ear_status":7}}}`,
 		`{"submods":{"tpm":[]}}`,
@@ -40,6 +43,23 @@ func TestParseClaimsMatchesUnmarshal(t *testing.T) {
 		}
 		if err == nil && !reflect.DeepEqual(*got, want) {
 			t.Fatalf("%s:\nParseClaims %+v\njson.Unmarshal %+v", p, *got, want)
+		}
+	}
+}
+
+// TestConflictingSpellingsRefused: a submodule that says two different things in the two EAR
+// spellings (status, trustworthiness vector, policy id) is malformed; agreeing spellings are
+// accepted.
+func TestConflictingSpellingsRefused(t *testing.T) {
+	for p, ok := range map[string]bool{
+		`{"submods":{"tpm":{"ear_status":"affirming","ear.status":"warning"}}}`:                                                                         false,
+		`{"submods":{"tpm":{"ear_status":"affirming","ear_trustworthiness_vector":{"executables":2},"ear.trustworthiness-vector":{"executables":96}}}}`: false,
+		`{"submods":{"tpm":{"ear_status":"affirming","ear_appraisal_policy_id":"a","ear.appraisal-policy-id":"b"}}}`:                                    false,
+		`{"submods":{"tpm":{"ear_status":"affirming","ear_trustworthiness_vector":{"executables":2},"ear.trustworthiness-vector":{"executables":2}}}}`:  true,
+		`{"submods":{"tpm":{"ear_status":"affirming","ear_appraisal_policy_id":"a","ear.appraisal-policy-id":"a"}}}`:                                    true,
+	} {
+		if _, err := token.ParseClaims([]byte(p)); (err == nil) != ok {
+			t.Errorf("%s: err %v, want accepted %v", p, err, ok)
 		}
 	}
 }

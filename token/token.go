@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -99,7 +100,8 @@ type submodAlias struct {
 }
 
 // UnmarshalJSON reads both EAR spellings: ear_status / ear.status and friends. A submodule
-// carrying neither status is an error, and so is one carrying two different statuses.
+// carrying neither status is an error, and so is one carrying two different statuses, two
+// different trustworthiness vectors or two different policy ids.
 func (s *Submod) UnmarshalJSON(b []byte) error {
 	var a submodAlias
 	if err := json.Unmarshal(b, &a); err != nil {
@@ -119,6 +121,12 @@ func (a *submodAlias) into(s *Submod) error {
 		s.Status = *a.DotStatus
 	default:
 		return errors.New("token: submodule lacks ear_status")
+	}
+	if a.Vector != nil && a.DotVector != nil && !maps.Equal(a.Vector, a.DotVector) {
+		return errors.New("token: submodule has conflicting ear_trustworthiness_vector and ear.trustworthiness-vector")
+	}
+	if a.PolicyID != "" && a.DotPolicyID != "" && a.PolicyID != a.DotPolicyID {
+		return errors.New("token: submodule has conflicting ear_appraisal_policy_id and ear.appraisal-policy-id")
 	}
 	s.Vector = a.Vector
 	if s.Vector == nil {
