@@ -91,7 +91,7 @@ func Middleware(v *Verifier, opts ...MiddlewareOption) func(http.Handler) http.H
 	}
 	m.confErr = m.checkConfig()
 	if m.dpop == nil {
-		m.dpop = &dpop.Verifier{Now: v.now}
+		m.dpop = v.dpopVerifier()
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { m.serve(w, r, next) })

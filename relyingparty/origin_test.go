@@ -355,7 +355,7 @@ func TestBackgroundReplayAfterCacheLoss(t *testing.T) {
 		return r
 	}
 	var called bool
-	restarted := Middleware(w.v, WithBackgroundCheck(w.bc), WithExternalURL(origin))(okHandler(t, &called))
+	restarted := Middleware(w.verifierFor(t, origin), WithBackgroundCheck(w.bc), WithExternalURL(origin))(okHandler(t, &called)) // a restart: a new Verifier, an empty replay cache
 	appraisals := w.calls[api.PathAppraise].Load()
 	got := serveOnce(t, restarted, replay(), &called)
 	if got.status != 401 || got.code != "evidence_required" || got.called {

@@ -73,8 +73,9 @@ var (
 func RequirePoP(p PoP) MiddlewareOption { return func(m *middleware) { m.pop = p } }
 
 // WithDPoPVerifier sets the DPoP proof verifier: its proof window (iat) and its jti replay
-// cache. Default: a fresh dpop.Verifier per Middleware, on the Verifier's clock. Share one
-// between the middlewares of a service so that a proof is accepted once across all routes.
+// cache. Default: one dpop.Verifier per Verifier, on its clock, shared by every Middleware
+// built on that Verifier, so that a proof is accepted once across all of them. Middlewares on
+// different Verifiers (or replicas) each have their own cache unless given one here.
 // Sharing it with a background-check route is safe: that route remembers a proof's jti only
 // once the issuer has authenticated the evidence's key (see dpop.Verifier.Check), so
 // anonymous evidence cannot fill the cache that token routes use.

@@ -424,3 +424,31 @@ func TestPoPCustomExtractor(t *testing.T) {
 		t.Fatalf("custom extractor on a DPoP route: %+v", got)
 	}
 }
+
+// TestDPoPReplayAcrossMiddlewares: by default the Middlewares built on one Verifier share one
+// DPoP replay cache, so a proof accepted by one route is refused by another (a proof names a
+// URL, and several handlers may serve the same one, e.g. per method).
+func TestDPoPReplayAcrossMiddlewares(t *testing.T) {
+	clk := newClock()
+	iss := newSigner(t)
+	v := newTestVerifier(t, iss, clk, nil)
+	var called bool
+	h1 := Middleware(v, RequirePoP(PoPDPoP), WithExternalURL(rpOrigin))(okHandler(t, &called))
+	h2 := Middleware(v, RequirePoP(PoPDPoP), WithExternalURL(rpOrigin))(okHandler(t, &called))
+	owner := newKey(t)
+	tok := boundToken(t, iss, clk.Now(), owner)
+	const target = "http://rp.example/resource"
+	p := proof(t, owner, "GET", target, tok, clk.Now())
+	req := func() *http.Request {
+		r := httptest.NewRequest(http.MethodGet, target, nil)
+		r.Header.Set("Authorization", "DPoP "+tok)
+		r.Header.Set("DPoP", p)
+		return r
+	}
+	if got := serveOnce(t, h1, req(), &called); got.status != 204 {
+		t.Fatalf("first use: %+v", got)
+	}
+	if got := serveOnce(t, h2, req(), &called); got.status != 401 || got.code != "invalid_dpop_proof" || got.called {
+		t.Fatalf("the same proof at a second middleware on the same Verifier: %+v, want 401 invalid_dpop_proof", got)
+	}
+}

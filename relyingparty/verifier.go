@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 
+	"github.com/passport-attest/passport/dpop"
 	"github.com/passport-attest/passport/token"
 )
 
@@ -78,6 +80,16 @@ type Verifier struct {
 	cel     *celRule
 	cache   *tokenCache
 	onCache func(hit bool)
+
+	dpopOnce sync.Once
+	dpop     *dpop.Verifier // the default DPoP verifier of Middlewares on this Verifier
+}
+
+// dpopVerifier returns the DPoP proof verifier that Middlewares built on v share unless given
+// one (WithDPoPVerifier): one jti replay cache for all of them.
+func (v *Verifier) dpopVerifier() *dpop.Verifier {
+	v.dpopOnce.Do(func() { v.dpop = &dpop.Verifier{Now: v.now} })
+	return v.dpop
 }
 
 // NewVerifier checks cfg and builds a Verifier on go-oidc's IDTokenVerifier (issuer, audience,
