@@ -60,7 +60,7 @@ const Redacted = "REDACTED"
 // Flag annotations understood by Load and Print.
 const (
 	annSecret  = "passport/secret"   // value printed as Redacted
-	annURL     = "passport/url"      // URL whose userinfo password is printed as Redacted
+	annURL     = "passport/url"      // URL whose passwords are printed as Redacted (see RedactURL)
 	annExclude = "passport/noconfig" // not part of the configuration (--config, --print-config)
 )
 
