@@ -314,6 +314,16 @@ func TestRedactURL(t *testing.T) {
 		"rediss://u:pw@h:1":              "rediss://u:REDACTED@h:1",
 		"redis://h:1/0?password=pw&db=1": "redis://h:1/0?db=1&password=REDACTED",
 		"redis://u:p%zz@h":               config.Redacted,
+		"redis//:pw13SECRET@h":           config.Redacted, // no scheme://
+		"redis:pw@h":                     config.Redacted,
+		"redis:///:pw@h":                 config.Redacted, // '@' in the path
+		"h:6379?password=pw":             config.Redacted,
+		"redis://h:1/0?x=1;password=pw":  config.Redacted, // query does not parse
+		"redis+sentinel://u:pw@s1:26379/0?master_name=m&sentinel_password=pw2": "redis+sentinel://u:REDACTED@s1:26379/0?master_name=m&sentinel_password=REDACTED",
+		"redis://h:1/0?PassWord=pw&db=1":                                       "redis://h:1/0?PassWord=REDACTED&db=1",
+		"redis://h:1/0?db=1&dial_timeout=2s":                                   "redis://h:1/0?db=1&dial_timeout=2s",
+		"unix:///run/redis/redis.sock?db=2":                                    "unix:///run/redis/redis.sock?db=2",
+		"redis+cluster://u:pw@a:7000,b:7001?password=pw":                       "redis+cluster://u:REDACTED@a:7000,b:7001?password=REDACTED",
 	} {
 		if got := config.RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)

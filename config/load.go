@@ -60,7 +60,7 @@ const Redacted = "REDACTED"
 // Flag annotations understood by Load and Print.
 const (
 	annSecret  = "passport/secret"   // value printed as Redacted
-	annURL     = "passport/url"      // URL whose userinfo password is printed as Redacted
+	annURL     = "passport/url"      // URL whose passwords are printed as Redacted (see RedactURL)
 	annExclude = "passport/noconfig" // not part of the configuration (--config, --print-config)
 )
 
@@ -305,28 +305,44 @@ func valueNode(f *pflag.Flag) *yaml.Node {
 	return str(f.Value.String())
 }
 
-// RedactURL replaces the password of a URL's userinfo with Redacted ("redis://u:pw@h" becomes
-// "redis://u:REDACTED@h"). A value that does not parse as a URL but contains '@' is redacted
-// whole, so that nothing secret leaks through a typo.
+// RedactURL replaces with Redacted the password of a URL's userinfo and the value of every
+// query parameter whose name contains "password" in any case ("redis://u:pw@h/0?sentinel_password=x"
+// becomes "redis://u:REDACTED@h/0?sentinel_password=REDACTED"; a redacted query comes out
+// re-encoded, parameters sorted by name). A value that does not parse as a scheme:// URL but
+// contains '@' or "password", one with '@' in its path or fragment, and one whose query does
+// not parse are redacted whole, so that nothing secret leaks through a typo.
 func RedactURL(s string) string {
 	if s == "" {
 		return s
 	}
 	u, err := url.Parse(s)
-	if err != nil {
-		if strings.Contains(s, "@") {
+	if err != nil || u.Scheme == "" || !strings.HasPrefix(s[len(u.Scheme):], "://") {
+		if strings.Contains(s, "@") || strings.Contains(strings.ToLower(s), "password") {
 			return Redacted
 		}
 		return s
 	}
+	if strings.Contains(u.Path, "@") || strings.Contains(u.Fragment, "@") { // redis:///:pw@h, a mistyped userinfo
+		return Redacted
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return Redacted
+	}
+	changed := false
 	if _, has := u.User.Password(); has {
 		u.User = url.UserPassword(u.User.Username(), Redacted)
-		return u.String()
+		changed = true
 	}
-	if q := u.Query(); q.Has("password") {
-		q.Set("password", Redacted)
-		u.RawQuery = q.Encode()
-		return u.String()
+	for name := range q {
+		if strings.Contains(strings.ToLower(name), "password") {
+			q[name] = []string{Redacted}
+			changed = true
+		}
 	}
-	return s
+	if !changed {
+		return s
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
 }

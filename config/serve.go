@@ -100,9 +100,9 @@ type Server struct {
 
 // Limits bounds what one client may ask of the issuer.
 type Limits struct {
-	ChallengeRate    float64 // challenge-rate: challenges per second per client IP (0: no limit)
-	ChallengeBurst   int     // challenge-burst: bucket size per client IP
-	ChallengeClients int     // challenge-clients: client IPs remembered (LRU); more are evicted
+	ChallengeRate    float64 // challenge-rate: challenges per second per client (IPv4 address or IPv6 /64; 0: no limit)
+	ChallengeBurst   int     // challenge-burst: bucket size per client
+	ChallengeClients int     // challenge-clients: clients remembered (LRU); more are evicted
 }
 
 // Log configures log/slog output on stderr.
@@ -170,9 +170,9 @@ func (s *Serve) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.MetricsAddr, "metrics-addr", s.MetricsAddr, "own listener for /metrics, /healthz, /readyz (default: served on the public listener)")
 	fs.DurationVar(&s.RedisTimeout, "redis-timeout", s.RedisTimeout, "dial, read and write timeout of each Redis call")
 	s.Server.register(fs)
-	fs.Float64Var(&s.Limits.ChallengeRate, "challenge-rate", s.Limits.ChallengeRate, "challenges per second per client IP (token bucket; 0 disables)")
-	fs.IntVar(&s.Limits.ChallengeBurst, "challenge-burst", s.Limits.ChallengeBurst, "challenge bucket size per client IP")
-	fs.IntVar(&s.Limits.ChallengeClients, "challenge-clients", s.Limits.ChallengeClients, "client IPs whose challenge buckets are remembered (least recently seen evicted)")
+	fs.Float64Var(&s.Limits.ChallengeRate, "challenge-rate", s.Limits.ChallengeRate, "challenges per second per client: IPv4 address or IPv6 /64 (token bucket; 0 disables)")
+	fs.IntVar(&s.Limits.ChallengeBurst, "challenge-burst", s.Limits.ChallengeBurst, "challenge bucket size per client")
+	fs.IntVar(&s.Limits.ChallengeClients, "challenge-clients", s.Limits.ChallengeClients, "clients whose challenge buckets are remembered (least recently seen evicted)")
 	s.Log.register(fs)
 	MarkURL(fs, "redis")
 	s.MetricsTLS.registerMetrics(fs)

@@ -165,8 +165,8 @@ func (m *Metrics) NonceStoreError(op string) {
 	m.nonceErrors.WithLabelValues(op).Inc()
 }
 
-// StatusListStoreError counts a failed status-list store operation (e.g. "allocate",
-// "revoke", "read").
+// StatusListStoreError counts a failed status-list store operation (StatusOpAllocate,
+// StatusOpRevoke, StatusOpRead); StatusStore calls it.
 func (m *Metrics) StatusListStoreError(op string) {
 	if m == nil {
 		return

@@ -50,6 +50,49 @@ func TestNonceStoreCountsOnlyOutages(t *testing.T) {
 	}
 }
 
+func (brokenStore) StatusListSize() int { return 8 }
+func (brokenStore) AllocateStatus(context.Context, store.StatusEntry) (store.StatusRef, error) {
+	return store.StatusRef{}, fmt.Errorf("x: %w", store.ErrUnavailable)
+}
+func (brokenStore) RevokeStatus(context.Context, store.Selector) ([]store.Revocation, error) {
+	return nil, fmt.Errorf("x: %w", store.ErrUnavailable)
+}
+func (brokenStore) ReadStatusList(context.Context, uint64) ([]byte, error) {
+	return nil, fmt.Errorf("x: %w", store.ErrUnavailable)
+}
+
+func TestStatusStoreCountsOnlyOutages(t *testing.T) {
+	m := metrics.New()
+	ctx := context.Background()
+	ok := m.StatusStore(memory.New())
+	if _, isClocks := ok.(store.ClockStore); !isClocks {
+		t.Fatal("the wrapper of a store that keeps clocks does not")
+	}
+	e := store.StatusEntry{ID: "j", Subject: "s", Expires: time.Now().Add(time.Minute)}
+	if _, err := ok.AllocateStatus(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = ok.AllocateStatus(ctx, e)                     // exists: an answer, not an outage
+	_, _ = ok.ReadStatusList(ctx, 99)                    // unknown list: an answer
+	_, _ = ok.RevokeStatus(ctx, store.Selector{})        // bad selector: an answer
+	_, _ = ok.RevokeStatus(ctx, store.Selector{ID: "j"}) // revoked
+	bad := m.StatusStore(brokenStore{})
+	if _, isClocks := bad.(store.ClockStore); isClocks {
+		t.Fatal("the wrapper of a store without clocks claims to keep them")
+	}
+	_, _ = bad.AllocateStatus(ctx, e)
+	_, _ = bad.RevokeStatus(ctx, store.Selector{ID: "j"})
+	_, _ = bad.ReadStatusList(ctx, 0)
+	_, _ = bad.ReadStatusList(ctx, 0)
+	body := scrape(t, m)
+	for _, want := range []string{`passport_status_list_store_errors_total{op="allocate"} 1`,
+		`passport_status_list_store_errors_total{op="revoke"} 1`, `passport_status_list_store_errors_total{op="read"} 2`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("lacks %s", want)
+		}
+	}
+}
+
 func TestMiddlewareRoutesNotPaths(t *testing.T) {
 	m := metrics.New()
 	mux := http.NewServeMux()
@@ -80,6 +123,9 @@ func TestNilMetricsRecordNothing(t *testing.T) {
 	m.StatusListStoreError("revoke")
 	m.RateLimited("POST /v1/challenge")
 	if s := m.NonceStore(memory.New()); s == nil {
+		t.Fatal("nil")
+	}
+	if s := m.StatusStore(memory.New()); s == nil {
 		t.Fatal("nil")
 	}
 }

@@ -1,11 +1,15 @@
 // Package ratelimit limits requests per client with one token bucket (golang.org/x/time/rate)
-// per client IP, kept in a bounded LRU so that a flood from many addresses costs bounded
+// per client, kept in a bounded LRU so that a flood from many addresses costs bounded
 // memory. Its purpose on the issuer is POST /v1/challenge: every challenge is a nonce stored
 // (in Redis) for its TTL, so an unlimited client could fill the store; with a limit of r per
 // second and a TTL of t, one client holds at most burst + r*t nonces.
 //
-// The client is the connection's remote IP: behind a reverse proxy, limit at the proxy as well
-// (the issuer sees the proxy's address), or run the issuer where it sees clients directly.
+// The client is the connection's remote address (ClientKey): an IPv4 address (IPv4-mapped IPv6
+// addresses count as IPv4), or the /64 prefix of an IPv6 address, since one host or site is
+// usually given a whole /64 and could otherwise take a fresh bucket with each of its addresses.
+// Behind a reverse proxy or NAT every client shares the proxy's bucket (the issuer sees the
+// proxy's address): limit at the proxy as well, or run the issuer where it sees clients
+// directly.
 package ratelimit
 
 import (
@@ -14,6 +18,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -108,12 +113,32 @@ func ClientIP(r *http.Request) string {
 	return host
 }
 
-// Middleware refuses requests over the client's limit with 429 Too Many Requests, a
+// ClientKey returns the rate-limit key of r's peer: its IPv4 address ("192.0.2.1"; an
+// IPv4-mapped IPv6 address gives its IPv4 address), or the /64 prefix of its IPv6 address
+// ("2001:db8:1:2::/64", zone dropped). A RemoteAddr that is not an IP is its own key.
+func ClientKey(r *http.Request) string {
+	host := ClientIP(r)
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	addr = addr.Unmap()
+	if addr.Is4() {
+		return addr.String()
+	}
+	p, err := addr.WithZone("").Prefix(64)
+	if err != nil {
+		return host
+	}
+	return p.String()
+}
+
+// Middleware refuses requests over the client's limit (the client being ClientKey) with 429 Too Many Requests, a
 // Retry-After header in whole seconds (RFC 9110 section 10.2.3) and the JSON error body
 // {"error":"rate_limited",...} of the issuer API; onLimited (may be nil) is called for each.
 func (l *Limiter) Middleware(next http.Handler, onLimited func(r *http.Request)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ok, wait := l.Allow(ClientIP(r))
+		ok, wait := l.Allow(ClientKey(r))
 		if ok {
 			next.ServeHTTP(w, r)
 			return

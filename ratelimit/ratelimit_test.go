@@ -86,3 +86,48 @@ func TestMiddleware429(t *testing.T) {
 		t.Fatalf("another client: %d", w.Code)
 	}
 }
+
+// TestIPv6Slash64: the addresses of one IPv6 /64 share a bucket (a client cannot escape the
+// limit by rotating addresses inside its /64), another /64 has its own, and an IPv4-mapped
+// IPv6 address is the IPv4 client.
+func TestIPv6Slash64(t *testing.T) {
+	clk := &clock{t: time.Unix(1_700_000_000, 0)}
+	l := ratelimit.New(0.25, 1, 10, ratelimit.WithClock(clk.Now))
+	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(204) }), nil)
+	do := func(remote string) int {
+		r := httptest.NewRequest("POST", "/v1/challenge", nil)
+		r.RemoteAddr = remote
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	for _, tc := range []struct {
+		remote string
+		code   int
+	}{
+		{"[2001:db8:1:2::1]:1000", 204},
+		{"[2001:db8:1:2:ffff:ffff:ffff:fffe]:1000", 429}, // same /64
+		{"[2001:db8:1:2::1%eth0]:1000", 429},             // same /64, with a zone
+		{"[2001:db8:1:3::1]:1000", 204},                  // next /64
+		{"192.0.2.1:1000", 204},
+		{"[::ffff:192.0.2.1]:1000", 429}, // the same IPv4 client
+		{"192.0.2.2:1000", 204},          // IPv4 is keyed on the whole address
+	} {
+		if code := do(tc.remote); code != tc.code {
+			t.Errorf("%s: %d, want %d", tc.remote, code, tc.code)
+		}
+	}
+	for remote, want := range map[string]string{
+		"[2001:db8:1:2:3:4:5:6]:1": "2001:db8:1:2::/64",
+		"[::ffff:10.0.0.1]:1":      "10.0.0.1",
+		"10.0.0.1:1":               "10.0.0.1",
+		"[fe80::1%eth0]:1":         "fe80::/64",
+		"@":                        "@", // not an IP (a Unix socket peer)
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = remote
+		if got := ratelimit.ClientKey(r); got != want {
+			t.Errorf("ClientKey(%s) = %q, want %q", remote, got, want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"reflect"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -228,10 +229,19 @@ func assembleIssuer(f serveFlags, url string, o *ops, st issuerStores, pol polic
 	if err != nil {
 		return nil, err
 	}
-	status, _ := nonces.(store.StatusStore) // the metrics wrapper below hides it
-	feed, _ := nonces.(store.RevocationFeed)
+	feed, _ := nonces.(store.RevocationFeed) // the metrics wrappers below hide it
+	clocks := st.clocks
+	var status store.StatusStore
+	if s, ok := nonces.(store.StatusStore); ok {
+		status = o.metrics.StatusStore(s)
+		// The issuer folds the clock check into AllocateStatus when Clocks is Status: keep
+		// that when the wrapper stands for the store that is both.
+		if c, ok := status.(store.ClockStore); ok && sameStore(st.clocks, s) {
+			clocks = c
+		}
+	}
 	return issuer.New(issuer.Config{
-		URL: url, Keyring: st.ring, Keys: st.keys, Nonces: o.metrics.NonceStore(nonces), Clocks: st.clocks,
+		URL: url, Keyring: st.ring, Keys: st.keys, Nonces: o.metrics.NonceStore(nonces), Clocks: clocks,
 		Status: status, Revocations: feed,
 		StatusTTL: f.scale.statusTTL, StatusListValidity: f.scale.statusListValidity,
 		Allowlist: allow, Enroll: enr,
@@ -239,6 +249,13 @@ func assembleIssuer(f serveFlags, url string, o *ops, st issuerStores, pol polic
 		Audiences: f.Audiences, Log: o.log,
 		Observe: o.metrics.Step, Outcome: o.metrics.Attestation,
 	})
+}
+
+// sameStore reports whether a and b are the same pointer (comparing interfaces holding
+// values of a type that is not comparable would panic).
+func sameStore(a, b any) bool {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	return va.Kind() == reflect.Pointer && vb.Kind() == reflect.Pointer && va.Type() == vb.Type() && va.Pointer() == vb.Pointer()
 }
 
 // openStores returns the memory backend, or the Redis backend (one server, Sentinel or

@@ -270,8 +270,8 @@ func TestChallengeRateLimit(t *testing.T) {
 }
 
 // TestReadyzFollowsRedis: /readyz is 503 while the issuer's Redis is down and 200 again once
-// it is back with its data (AOF); /healthz stays 200 throughout, challenges fail closed with
-// 503 and the store errors are counted.
+// it is back with its data (AOF); /healthz stays 200 throughout, challenges and status lists
+// fail closed with 503 and the store errors are counted.
 func TestReadyzFollowsRedis(t *testing.T) {
 	// appendfsync always: the issuer's epoch marker, written at start, must survive the kill
 	// below (with everysec a kill within a second loses it, and the issuer then rightly
@@ -296,9 +296,15 @@ func TestReadyzFollowsRedis(t *testing.T) {
 	if status, body, _ := post(t, srv.url+api.PathChallenge, nil); status != http.StatusServiceUnavailable {
 		t.Fatalf("challenge with Redis down: %d %s, want 503", status, body)
 	}
+	if status, body, _ := get(t, srv.url+api.PathStatusList+"/0"); status != http.StatusServiceUnavailable {
+		t.Fatalf("status list with Redis down: %d %s, want 503", status, body)
+	}
 	_, scrape, _ := get(t, srv.url+"/metrics")
 	if !strings.Contains(scrape, `passport_nonce_store_errors_total{op="put"} 1`) {
 		t.Fatalf("store error not counted:\n%s", grep(scrape, "nonce_store"))
+	}
+	if !strings.Contains(scrape, `passport_status_list_store_errors_total{op="read"} 1`) {
+		t.Fatalf("status list store error not counted:\n%s", grep(scrape, "status_list_store"))
 	}
 	if err := rs.Start(); err != nil {
 		t.Fatal(err)

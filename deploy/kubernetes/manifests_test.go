@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -202,6 +204,28 @@ func TestIssuerDeployment(t *testing.T) {
 	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" {
 		t.Errorf("issuer readiness probe = %+v, want GET /readyz", c.ReadinessProbe)
 	}
+}
+
+// TestIssuerRequiresPersistentRedis: the Redis here persists (appendonly yes), so the issuer
+// runs with --require-persistent-redis, as docs/DEPLOY.md asks of production: a Redis
+// restarted without its data would otherwise only be warned about at start.
+func TestIssuerRequiresPersistentRedis(t *testing.T) {
+	m := load(t)
+	rc := m.configMaps["passport-redis"]
+	if rc == nil || !strings.Contains(rc.Data["redis.conf"], "appendonly yes") {
+		t.Fatal("passport-redis ConfigMap lacks appendonly yes")
+	}
+	for _, d := range m.deployments {
+		if d.Name != "passport-issuer" {
+			continue
+		}
+		c := d.Spec.Template.Spec.Containers[0]
+		if !slices.Contains(c.Args, "--require-persistent-redis") {
+			t.Errorf("issuer args %q lack --require-persistent-redis", c.Args)
+		}
+		return
+	}
+	t.Fatal("no passport-issuer Deployment")
 }
 
 // TestReferencesResolve checks the links a typo breaks silently until the cluster runs it:

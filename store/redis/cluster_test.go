@@ -294,7 +294,10 @@ func TestOpen(t *testing.T) {
 		{url: "rediss+cluster://u:p@a:7000,b:7001", typ: "*redis.ClusterClient", addrs: []string{"a:7000", "b:7001"}},
 		{url: "redis+sentinel://s1:26379,s2:26379/1?master_name=mymaster", typ: "*redis.Client"},
 		{url: "unix:///run/redis/redis.sock?db=3", typ: "*redis.Client", addrs: []string{"/run/redis/redis.sock"}},
-		{url: "unix://", err: true},                     // no path
+		{url: "unix://", err: true},           // no path
+		{url: "unix://tmp/r.sock", err: true}, // go-redis would take "tmp" as a host and dial /r.sock
+		{url: "unix://u:pw@tmp/r.sock", err: true},
+		{url: "unix://u:pw@/tmp/r.sock", typ: "*redis.Client", addrs: []string{"/tmp/r.sock"}},
 		{url: "redis+sentinel://s1:26379/0", err: true}, // no master_name
 		{url: "redis+cluster://a:7000,b", err: true},
 		{url: "memcached://a:1", err: true},
@@ -330,9 +333,28 @@ func TestOpen(t *testing.T) {
 		_ = c.Close()
 	}
 	for _, u := range []string{"redis+sentinel://user:secret@s1:1", "redis://u:secret@host:badport/0",
-		"rediss://u:secret@[::1/0", "unix://u:secret@/x?db=abc", "redis+cluster://u:secret@[a:1"} {
-		if _, err := Open(u); err == nil || strings.Contains(err.Error(), "secret") {
+		"rediss://u:secret@[::1/0", "unix://u:secret@/x?db=abc", "redis+cluster://u:secret@[a:1",
+		"redis+sentinel://h1:26379/0?password=secret", "redis+cluster://h1:7000?password=secret&bogus=1",
+		"redis+sentinel://h1:26379/0?sentinel_password=secret&db=x", "redis://h:1/0?Password=secret&dial_timeout=x",
+		"redis+cluster://h1:7000?bogus=1&pass%77ord=secret", "redis://h:1/x?db=1;password=secret",
+		"unix://u:secret@tmp/r.sock?password=secret", "redis:///:secret@h", "redis:///:secret@h/0",
+		"unix:///x/:secret@h?db=x", "redis+sentinel:///:secret@h:1", "redis://u:secret/x@h:1/0"} {
+		_, err := Open(u)
+		if err == nil || strings.Contains(err.Error(), "secret") {
 			t.Errorf("Open(%s): error %v reveals the password or is missing", redact(u), err)
+		}
+	}
+	// redact keeps what is not a password readable.
+	for in, want := range map[string]string{
+		"redis+cluster://h1:7000?password=pw&bogus=1":           "redis+cluster://h1:7000?password=xxxxx&bogus=1",
+		"redis+sentinel://u:pw@h1:26379/0?SENTINEL_PASSWORD=pw": "redis+sentinel://u:xxxxx@h1:26379/0?SENTINEL_PASSWORD=xxxxx",
+		"redis://h:1/0?db=1;password=pw&x":                      "redis://h:1/0?db=1;password=xxxxx&x",
+		"redis://h:1/0?pass%zzword=pw":                          "redis://h:1/0?pass%zzword=xxxxx",
+		"redis://h:1/0":                                         "redis://h:1/0",
+		"h:1?password=pw":                                       "(unparsable URL)",
+	} {
+		if got := redact(in); got != want {
+			t.Errorf("redact(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -15,7 +15,7 @@ import (
 // master or a Cluster:
 //
 //	redis://[user:password@]host:port[/db][?option=value...]            one server (rediss:// for TLS)
-//	unix://[user:password@]/path/to/redis.sock[?db=N&option=value...]   one server on the same host
+//	unix://[user:password@]/path/to/redis.sock[?db=N&option=value...]   one server on the same host (absolute path, no host)
 //	redis+sentinel://[user:password@]host:port[,host:port...][/db]?master_name=NAME[&option=value...]
 //	redis+cluster://[user:password@]host:port[,host:port...][?option=value...]
 //
@@ -40,9 +40,18 @@ func OpenTimeout(rawURL string, timeout time.Duration) (redis.UniversalClient, e
 		return nil, fmt.Errorf("redisstore: %q is not a redis:// URL", redact(rawURL))
 	}
 	if strings.ToLower(scheme) == "unix" { // a local server's socket: no TCP loopback cost
+		// go-redis takes unix://tmp/r.sock as host "tmp" and path /r.sock, and dials /r.sock:
+		// refuse a host part rather than dial a socket the operator did not name.
+		u, err := url.Parse("unix://" + rest)
+		if err != nil {
+			return nil, fail(rawURL, err)
+		}
+		if u.Host != "" {
+			return nil, fmt.Errorf("redisstore: %s: a unix URL takes no host: write unix:///absolute/path/to/redis.sock", redact(rawURL))
+		}
 		opt, err := redis.ParseURL("unix://" + rest)
 		if err != nil {
-			return nil, fmt.Errorf("redisstore: %s: %w", redact(rawURL), scrub(err))
+			return nil, fail(rawURL, err)
 		}
 		set(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout)
 		return redis.NewClient(opt), nil
@@ -55,18 +64,18 @@ func OpenTimeout(rawURL string, timeout time.Duration) (redis.UniversalClient, e
 	case "":
 		opt, err := redis.ParseURL(base + "://" + rest)
 		if err != nil {
-			return nil, fmt.Errorf("redisstore: %s: %w", redact(rawURL), scrub(err))
+			return nil, fail(rawURL, err)
 		}
 		set(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout)
 		return redis.NewClient(opt), nil
 	case "sentinel":
 		u, err := withAddrs(base, rest)
 		if err != nil {
-			return nil, fmt.Errorf("redisstore: %s: %w", redact(rawURL), scrub(err))
+			return nil, fail(rawURL, err)
 		}
 		opt, err := redis.ParseFailoverURL(u)
 		if err != nil {
-			return nil, fmt.Errorf("redisstore: %s: %w", redact(rawURL), scrub(err))
+			return nil, fail(rawURL, err)
 		}
 		if opt.MasterName == "" {
 			return nil, fmt.Errorf("redisstore: %s: Sentinel URL needs master_name=NAME", redact(rawURL))
@@ -76,11 +85,11 @@ func OpenTimeout(rawURL string, timeout time.Duration) (redis.UniversalClient, e
 	case "cluster":
 		u, err := withAddrs(base, rest)
 		if err != nil {
-			return nil, fmt.Errorf("redisstore: %s: %w", redact(rawURL), scrub(err))
+			return nil, fail(rawURL, err)
 		}
 		opt, err := redis.ParseClusterURL(u)
 		if err != nil {
-			return nil, fmt.Errorf("redisstore: %s: %w", redact(rawURL), scrub(err))
+			return nil, fail(rawURL, err)
 		}
 		set(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout)
 		return redis.NewClusterClient(opt), nil
@@ -121,21 +130,83 @@ func withAddrs(scheme, rest string) (string, error) {
 	return out, nil
 }
 
-// redact hides the password of a URL for error messages.
+// fail returns err as the error of Open(rawURL), rawURL redacted. When err's own text
+// repeats a value redact hides (go-redis's errors quote a database number or path, where a
+// mistyped URL such as redis:///:pw@h puts the password), its detail is withheld.
+func fail(rawURL string, err error) error {
+	shown, hidden := redactSecrets(rawURL)
+	err = scrub(err)
+	for _, h := range hidden {
+		if h != "" && strings.Contains(err.Error(), h) {
+			return fmt.Errorf("redisstore: %s: invalid URL (the parser's message, which repeats a password, is withheld)", shown)
+		}
+	}
+	return fmt.Errorf("redisstore: %s: %w", shown, err)
+}
+
+// redact hides, for error messages, the password of a URL's userinfo and the value of every
+// query option whose name contains "password" in any case (go-redis reads password and
+// sentinel_password there), keeping the rest readable. A value without "://" is hidden whole.
 func redact(raw string) string {
+	shown, _ := redactSecrets(raw)
+	return shown
+}
+
+// redactSecrets returns redact(raw) and the values it hid (as written, unescaped and, for a
+// password with a '/', each part). The userinfo ends at the last '@' before the query,
+// wherever a mistyped or unescaped '/' puts it.
+func redactSecrets(raw string) (shown string, hidden []string) {
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
-		return "(unparsable URL)"
+		return "(unparsable URL)", []string{raw}
 	}
-	end := strings.IndexAny(rest, "/?")
-	if end < 0 {
-		end = len(rest)
+	head, query, hasQuery := strings.Cut(rest, "?")
+	if i := strings.LastIndex(head, "@"); i >= 0 {
+		user, pw, _ := strings.Cut(head[:i], ":")
+		hidden = append(hidden, pw)
+		if u, err := url.PathUnescape(pw); err == nil {
+			hidden = append(hidden, u)
+		}
+		if strings.Contains(pw, "/") { // url.Parse ends the authority at a '/': its errors quote what precedes
+			hidden = append(hidden, strings.Split(pw, "/")...)
+		}
+		head = user + ":xxxxx@" + head[i+1:]
 	}
-	if i := strings.LastIndex(rest[:end], "@"); i >= 0 {
-		user, _, _ := strings.Cut(rest[:i], ":")
-		return scheme + "://" + user + ":xxxxx@" + rest[i+1:]
+	if !hasQuery {
+		return scheme + "://" + head, hidden
 	}
-	return raw
+	query, values := redactQuery(query)
+	return scheme + "://" + head + "?" + query, append(hidden, values...)
+}
+
+// redactQuery returns a raw query string with xxxxx as the value of every option whose name
+// contains "password" in any case, or does not unescape (fail closed), and the values it
+// hid (as written and unescaped). Options are split at '&' and also at ';', which
+// url.ParseQuery refuses, so that no password hides behind one.
+func redactQuery(query string) (string, []string) {
+	var b strings.Builder
+	var hidden []string
+	for {
+		i := strings.IndexAny(query, "&;")
+		pair := query
+		if i >= 0 {
+			pair = query[:i]
+		}
+		name, value, hasValue := strings.Cut(pair, "=")
+		if n, err := url.QueryUnescape(name); hasValue && (err != nil || strings.Contains(strings.ToLower(n), "password")) {
+			pair = name + "=xxxxx"
+			hidden = append(hidden, value)
+			if v, err := url.QueryUnescape(value); err == nil {
+				hidden = append(hidden, v)
+			}
+		}
+		b.WriteString(pair)
+		if i < 0 {
+			return b.String(), hidden
+		}
+		b.WriteByte(query[i])
+		query = query[i+1:]
+	}
 }
 
 // scrub returns err without the URL that url.Parse's errors repeat in full, password included
