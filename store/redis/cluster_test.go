@@ -384,3 +384,29 @@ func TestOpenUnixSocket(t *testing.T) {
 		return New(c, testPrefix(t, c)), storetest.RealClock{}
 	})
 }
+
+// TestOpenHonoursContextDeadline: every client Open makes stops a call at its context's
+// deadline (go-redis waits for the read timeout otherwise), so a readiness probe bounded at
+// 1 s answers in 1 s whatever --redis-timeout is.
+func TestOpenHonoursContextDeadline(t *testing.T) {
+	for _, u := range []string{"redis://127.0.0.1:6379/0", "unix:///run/redis.sock",
+		"redis+sentinel://s1:26379/0?master_name=m", "redis+cluster://a:7000,b:7001"} {
+		c, err := OpenTimeout(u, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var on bool
+		switch cl := c.(type) {
+		case *redis.Client:
+			on = cl.Options().ContextTimeoutEnabled
+		case *redis.ClusterClient:
+			on = cl.Options().ContextTimeoutEnabled
+		default:
+			t.Fatalf("%s: unexpected client %T", u, c)
+		}
+		_ = c.Close()
+		if !on {
+			t.Errorf("%s: the client ignores context deadlines", u)
+		}
+	}
+}

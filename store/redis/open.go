@@ -28,12 +28,16 @@ func Open(rawURL string) (redis.UniversalClient, error) { return OpenTimeout(raw
 
 // OpenTimeout is Open with timeout (when > 0) as the dial, read and write timeout of every
 // Redis call, so a stalled server fails a request quickly (fail closed, 503) instead of
-// holding it.
+// holding it. Clients of both also stop at their context's deadline, when that comes first.
 func OpenTimeout(rawURL string, timeout time.Duration) (redis.UniversalClient, error) {
-	set := func(dial, read, write *time.Duration) {
+	// set applies timeout, and makes every call honour its context's deadline too (go-redis
+	// ignores it otherwise and waits for the read timeout): a readiness probe or an HTTP
+	// request bounded tighter than timeout stops waiting for a stalled Redis when it must.
+	set := func(dial, read, write *time.Duration, ctxTimeout *bool) {
 		if timeout > 0 {
 			*dial, *read, *write = timeout, timeout, timeout
 		}
+		*ctxTimeout = true
 	}
 	scheme, rest, ok := strings.Cut(rawURL, "://")
 	if !ok {
@@ -53,7 +57,7 @@ func OpenTimeout(rawURL string, timeout time.Duration) (redis.UniversalClient, e
 		if err != nil {
 			return nil, fail(rawURL, err)
 		}
-		set(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout)
+		set(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.ContextTimeoutEnabled)
 		return redis.NewClient(opt), nil
 	}
 	base, mode, _ := strings.Cut(strings.ToLower(scheme), "+")
@@ -66,7 +70,7 @@ func OpenTimeout(rawURL string, timeout time.Duration) (redis.UniversalClient, e
 		if err != nil {
 			return nil, fail(rawURL, err)
 		}
-		set(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout)
+		set(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.ContextTimeoutEnabled)
 		return redis.NewClient(opt), nil
 	case "sentinel":
 		u, err := withAddrs(base, rest)
@@ -80,7 +84,7 @@ func OpenTimeout(rawURL string, timeout time.Duration) (redis.UniversalClient, e
 		if opt.MasterName == "" {
 			return nil, fmt.Errorf("redisstore: %s: Sentinel URL needs master_name=NAME", redact(rawURL))
 		}
-		set(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout)
+		set(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.ContextTimeoutEnabled)
 		return redis.NewFailoverClient(opt), nil
 	case "cluster":
 		u, err := withAddrs(base, rest)
@@ -91,7 +95,7 @@ func OpenTimeout(rawURL string, timeout time.Duration) (redis.UniversalClient, e
 		if err != nil {
 			return nil, fail(rawURL, err)
 		}
-		set(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout)
+		set(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.ContextTimeoutEnabled)
 		return redis.NewClusterClient(opt), nil
 	}
 	return nil, fmt.Errorf("redisstore: unsupported URL scheme %q (want redis, redis+sentinel or redis+cluster)", scheme)
