@@ -85,7 +85,8 @@ func (k *KBS) RegisterFlags(fs *pflag.FlagSet) {
 }
 
 // Validate checks every field and returns all problems at once (errors.Join), each naming the
-// flag (which is also the file key). Files named by paths must exist and be readable.
+// flag (which is also the file key). Files named by paths must exist and be readable; their
+// contents are checked by the command, which loads each before starting (cmd/passport).
 func (k *KBS) Validate() error {
 	var e errs
 	e.hostPort("addr", k.Addr, true)

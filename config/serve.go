@@ -220,7 +220,7 @@ var Algorithms = []string{"ES256", "ES384", "EdDSA", "PS256", "RS256"}
 
 // Validate checks every field and returns all problems at once (errors.Join), each naming the
 // flag (which is also the file key). Files named by paths must exist and be readable; their
-// contents are checked later, when the command loads them.
+// contents are checked by the command, which loads each before starting (cmd/passport).
 func (s *Serve) Validate() error {
 	var e errs
 	e.hostPort("addr", s.Addr, true)

@@ -155,15 +155,26 @@ func ServerConfig(r *Reloader, clientCAFile string) (*tls.Config, error) {
 	if clientCAFile == "" {
 		return cfg, nil
 	}
-	b, err := os.ReadFile(clientCAFile)
+	pool, err := LoadClientCAs(clientCAFile)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ClientCAs = pool
+	cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	return cfg, nil
+}
+
+// LoadClientCAs reads the PEM bundle of client CAs ServerConfig requires client certificates
+// to chain to. An unreadable file, or one holding no PEM certificate, is an error naming the
+// file (never its content).
+func LoadClientCAs(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("tlsreload: client CA: %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(b) {
-		return nil, errors.New("tlsreload: client CA " + clientCAFile + ": no PEM certificate")
+		return nil, errors.New("tlsreload: client CA " + path + ": no PEM certificate")
 	}
-	cfg.ClientCAs = pool
-	cfg.ClientAuth = tls.RequireAndVerifyClientCert
-	return cfg, nil
+	return pool, nil
 }

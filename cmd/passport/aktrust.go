@@ -30,12 +30,8 @@ func buildEnroller(f config.AKTrust, sessions store.NonceStore, allow *evidence.
 		return nil, err
 	}
 	if f.EKAllowlist != "" {
-		b, err := os.ReadFile(f.EKAllowlist)
-		if err != nil {
+		if cfg.PinnedEKs, err = readPublicKeys(f.EKAllowlist); err != nil {
 			return nil, fmt.Errorf("--ek-allowlist: %w", err)
-		}
-		if cfg.PinnedEKs, err = evidence.ParsePublicKeys(b); err != nil {
-			return nil, fmt.Errorf("--ek-allowlist %s: %w", f.EKAllowlist, err)
 		}
 	}
 	return enroll.New(cfg)
@@ -60,12 +56,9 @@ func buildAKTrust(f serveFlags, aks store.AKStore, needAllowlist bool) (evidence
 	if f.AKAllowlist != "" || needAllowlist {
 		var keys []crypto.PublicKey
 		if f.AKAllowlist != "" {
-			b, err := os.ReadFile(f.AKAllowlist)
-			if err != nil {
+			var err error
+			if keys, err = readPublicKeys(f.AKAllowlist); err != nil {
 				return nil, nil, fmt.Errorf("--ak-allowlist: %w", err)
-			}
-			if keys, err = evidence.ParsePublicKeys(b); err != nil {
-				return nil, nil, fmt.Errorf("--ak-allowlist %s: %w", f.AKAllowlist, err)
 			}
 		}
 		var err error
@@ -99,4 +92,19 @@ func buildAKTrust(f serveFlags, aks store.AKStore, needAllowlist bool) (evidence
 		return methods[0], allow, nil
 	}
 	return methods, allow, nil
+}
+
+// readPublicKeys reads a file of pinned public keys (--ak-allowlist, --ek-allowlist): PEM
+// PUBLIC KEY blocks or a JWKS (evidence.ParsePublicKeys). Errors name the file, never its
+// content.
+func readPublicKeys(path string) ([]crypto.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := evidence.ParsePublicKeys(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return keys, nil
 }

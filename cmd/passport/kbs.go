@@ -60,7 +60,9 @@ over the file.`,
 				cfgPath = os.Getenv(config.EnvConfig)
 			}
 			src, err := config.Load(cmd.Flags(), config.SectionKBS, cfgPath, os.Getenv)
-			err = errors.Join(err, f.Validate())
+			// Validate checks the values, then the files they name are loaded as at start:
+			// every problem is reported in one run.
+			err = errors.Join(err, f.Validate(), checkKBSFiles(cmd.Context(), f))
 			if printCfg {
 				if perr := config.Print(cmd.OutOrStdout(), cmd.Flags(), config.SectionKBS, src); perr != nil {
 					return perr

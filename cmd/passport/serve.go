@@ -55,7 +55,9 @@ func newServeCmd() *cobra.Command {
 				cfgPath = os.Getenv(config.EnvConfig)
 			}
 			src, err := config.Load(cmd.Flags(), config.SectionServe, cfgPath, os.Getenv)
-			err = errors.Join(err, f.Validate())
+			// Validate checks the values, then the files they name are loaded as at start:
+			// every problem is reported in one run.
+			err = errors.Join(err, f.Validate(), checkServeFiles(cmd.Context(), f))
 			if printCfg {
 				if perr := config.Print(cmd.OutOrStdout(), cmd.Flags(), config.SectionServe, src); perr != nil {
 					return perr
