@@ -44,7 +44,8 @@ type AttestRequest struct {
 	// PCR bank, TCG event log, optional AK certificate), binary-encoded.
 	Attestation Bytes `json:"attestation"`
 	// CNF is the attester's public key that the token will be bound to (RFC 7800 cnf.jwk).
-	// The quotes' extraData must equal SHA-256(nonce || RFC 7638 thumbprint of this key).
+	// The quotes' extraData must equal SHA-256(nonce || RFC 7638 thumbprint of this key), with
+	// Origin appended when set (ExtraDataFor).
 	CNF *jose.JSONWebKey `json:"cnf"`
 	// Audience is the token's aud claim (required, at most 256 bytes; the issuer may restrict
 	// which audiences it mints for).

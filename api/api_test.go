@@ -72,12 +72,17 @@ func TestOrigin(t *testing.T) {
 		"http://127.0.0.1:18080/v1":     "http://127.0.0.1:18080",
 		"https://[::1]:9443/":           "https://[::1]:9443",
 		"https://user:pw@rp.example/ok": "https://rp.example",
+		"https://[0:0:0:0:0:0:0:1]:443": "https://[::1]",
+		"https://rp.example:0443/":      "https://rp.example",
+		"http://xn--bcher-kva.example":  "http://xn--bcher-kva.example",
 	} {
 		if got, err := api.Origin(in); err != nil || got != want {
 			t.Errorf("Origin(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "rp.example", "/path", "ftp://rp.example", "https://", "mailto:a@b", "urn:x:y"} {
+	for _, bad := range []string{"", "rp.example", "/path", "ftp://rp.example", "https://", "mailto:a@b", "urn:x:y",
+		"http://v\u0130ctim.test", "http://v%C4%B0ctim.test", "https://b\u00fccher.example", "http://\u212aey.example", // non-ASCII hosts
+		"https://[fe80::1%25eth0]:8443", "https://rp.example:0", "https://rp.example:65536"} {
 		if got, err := api.Origin(bad); err == nil {
 			t.Errorf("Origin(%q) = %q, want an error", bad, got)
 		}

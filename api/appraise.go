@@ -9,9 +9,10 @@ import "time"
 //  1. the relying party answers a request that needs evidence with 401, a challenge nonce
 //     obtained from the issuer in HeaderNonce, and a WWW-Authenticate challenge with
 //     EvidenceScheme and the same nonce;
-//  2. the attester repeats the request with its evidence for that nonce (an AttestRequest as
-//     JSON, base64url without padding) in HeaderEvidence, and a DPoP proof (RFC 9449) signed by
-//     the evidence's cnf key;
+//  2. the attester repeats the request with its evidence for that nonce, bound to the origin
+//     of the URL it called (an AttestRequest with Origin set, extraData ExtraDataFor; as JSON,
+//     base64url without padding) in HeaderEvidence, and a DPoP proof (RFC 9449) signed by the
+//     evidence's cnf key;
 //  3. the relying party forwards the evidence to the issuer's POST PathAppraise and receives an
 //     attestation result addressed to itself.
 const (
@@ -32,8 +33,9 @@ type AppraiseRequest struct {
 	// Evidence is the attester's answer to an issuer challenge: nonce, TPM attestation and cnf
 	// key, exactly as the attester produced it. Its Audience and EATNonce are ignored.
 	Evidence *AttestRequest `json:"evidence"`
-	// Audience is the relying party's identifier: the result's aud. Required; an issuer with
-	// an audience allowlist refuses names outside it.
+	// Audience is the relying party's identifier: the result's aud. Required; for evidence
+	// bound to an origin (Evidence.Origin) it must be a URL of that origin, without userinfo,
+	// query or fragment; an issuer with an audience allowlist refuses names outside it.
 	Audience string `json:"audience"`
 }
 

@@ -5,8 +5,11 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/go-jose/go-jose/v4"
 )
@@ -59,24 +62,43 @@ func ExtraDataFor(nonce []byte, cnf *jose.JSONWebKey, origin string) ([]byte, er
 }
 
 // Origin returns the ASCII serialization of the origin of rawURL (RFC 6454 sections 4 and
-// 6.2): its scheme and host in lower case, and its port unless it is the scheme's default
-// (443 for https, 80 for http), e.g. "https://rp.example" for "https://RP.example:443/a?b".
-// Only absolute http and https URLs with a host have one; others are an error.
+// 6.2): its scheme and host in lower case, an IPv6 literal in its canonical form (RFC 5952),
+// and its port as a decimal number unless it is the scheme's default (443 for https, 80 for
+// http), e.g. "https://rp.example" for "https://RP.example:443/a?b". Only absolute http and
+// https URLs whose host is ASCII (an internationalized name in its A-label form, xn--) have
+// one; others, and IPv6 literals with a zone, are an error. Non-ASCII hosts are refused rather
+// than case-folded: Unicode lower-casing maps some non-ASCII letters to ASCII ones ("İ" to
+// "i"), so a host an HTTP client resolves elsewhere could otherwise serialize as another.
 func Origin(rawURL string) (string, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return "", errors.New("api: not a URL")
 	}
 	scheme := strings.ToLower(u.Scheme)
-	host := strings.ToLower(u.Hostname())
+	host := u.Hostname()
 	if (scheme != "https" && scheme != "http") || host == "" || u.Opaque != "" {
 		return "", errors.New("api: an origin needs an absolute http or https URL with a host")
 	}
-	if strings.Contains(host, ":") { // an IPv6 literal
-		host = "[" + host + "]"
+	for i := 0; i < len(host); i++ {
+		if host[i] >= utf8.RuneSelf {
+			return "", errors.New("api: an origin's host must be ASCII (use the xn-- form of an internationalized name)")
+		}
 	}
-	if p := u.Port(); p != "" && !(scheme == "https" && p == "443") && !(scheme == "http" && p == "80") {
-		host += ":" + p
+	host = strings.ToLower(host)
+	if a, err := netip.ParseAddr(host); err == nil && a.Is6() {
+		if a.Zone() != "" {
+			return "", errors.New("api: an origin's IPv6 literal must not have a zone")
+		}
+		host = "[" + a.String() + "]"
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return "", errors.New("api: an origin's port must be 1 to 65535")
+		}
+		if !(scheme == "https" && n == 443) && !(scheme == "http" && n == 80) {
+			host += ":" + strconv.Itoa(n)
+		}
 	}
 	return scheme + "://" + host, nil
 }

@@ -7,7 +7,9 @@
 // (AK), one TPM2_Quote per allocated PCR bank and the TCG PC Client event log. Every quote's
 // extraData (TPM 2.0 Part 3, TPM2_Quote qualifyingData) is api.ExtraData(nonce, cnf), so the
 // evidence is bound both to the issuer's single-use nonce and to the attester's confirmation
-// key (RFC 7800 cnf) that the token will name.
+// key (RFC 7800 cnf) that the token will name; evidence answering a relying party's challenge
+// (EvidenceTransport, the background check) also binds that relying party's origin
+// (api.ExtraDataFor).
 //
 // The client trusts nothing it receives from the network: it checks the nonce length, caps
 // every response body at MaxResponseSize and returns the issuer's refusals as *HTTPError

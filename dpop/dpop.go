@@ -110,7 +110,7 @@ func NormalizeURL(u *url.URL) string {
 		return c.String()
 	}
 	scheme := strings.ToLower(u.Scheme)
-	host := strings.ToLower(u.Host)
+	host := asciiLower(u.Host)
 	if p := u.Port(); (scheme == "http" && p == "80") || (scheme == "https" && p == "443") {
 		host = strings.TrimSuffix(host, ":"+p)
 	} else {
@@ -121,6 +121,18 @@ func NormalizeURL(u *url.URL) string {
 		path = "/"
 	}
 	return scheme + "://" + host + path
+}
+
+// asciiLower lower-cases the ASCII letters of s only. Unicode lower-casing would map some
+// non-ASCII letters to ASCII ones ("İ" to "i", the Kelvin sign to "k"), so that a host an HTTP
+// client resolves elsewhere (its A-label differs) would normalize to another host's name.
+func asciiLower(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + ('a' - 'A')
+		}
+		return r
+	}, s)
 }
 
 // normalizeEscapes upper-cases the hex digits of percent-encodings and decodes those of

@@ -275,6 +275,11 @@ func TestNormalizeURL(t *testing.T) {
 		{"https://user@rp.example/r", "https://rp.example/r", true},
 		{"https://rp.example/a/../r", "https://rp.example/r", false},
 		{"https://evil.example/r", "https://rp.example/r", false},
+		// Unicode case folding would turn these into ASCII hosts that an HTTP client never
+		// dials for them (their A-labels differ): only ASCII letters are lower-cased.
+		{"https://v\u0130ctim.example/r", "https://victim.example/r", false},
+		{"https://v%C4%B0ctim.example/r", "https://victim.example/r", false},
+		{"https://\u212aey.example/r", "https://key.example/r", false},
 	} {
 		got := dpop.NormalizeURL(mustURL(tc.a)) == dpop.NormalizeURL(mustURL(tc.b))
 		if got != tc.same {

@@ -16,7 +16,7 @@ const (
 	CheckAKKey      Check = "ak_key"       // the AK public area is not a restricted, fixedTPM signing key
 	CheckAKTrust    Check = "ak_trust"     // the AK is not trusted (allowlist, certificate chain, enrollment)
 	CheckQuoteData  Check = "quote_data"   // TPMS_ATTEST magic, type or structure (TPM 2.0 Part 2, 10.12.12)
-	CheckBinding    Check = "binding"      // extraData is not SHA-256(nonce || cnf thumbprint)
+	CheckBinding    Check = "binding"      // extraData is not SHA-256(nonce || cnf thumbprint [|| origin]) (api.ExtraDataFor)
 	CheckQuote      Check = "quote"        // signature, PCR digest or event-log parsing (go-tpm-tools)
 	CheckReplay     Check = "replay"       // the event log does not replay to the quoted PCRs
 	CheckPCRNoEvent Check = "pcr_no_event" // a quoted PCR holds a value the event log does not explain

@@ -127,7 +127,7 @@ func checkQuote(q *tpmpb.Quote, want []byte) (quoteFacts, error) {
 		return facts, fail(CheckQuoteData, fmt.Errorf("TPMS_ATTEST is %d bytes but its fields take %d: %d bytes follow it, or it is not canonically encoded", len(raw), n, len(raw)-n))
 	}
 	if subtle.ConstantTimeCompare(ad.ExtraData, want) != 1 {
-		return facts, fail(CheckBinding, fmt.Errorf("extraData (%d bytes) is not SHA-256(nonce || cnf thumbprint): the evidence was made for another nonce or key", len(ad.ExtraData)))
+		return facts, fail(CheckBinding, fmt.Errorf("extraData (%d bytes) is not SHA-256(nonce || cnf thumbprint [|| origin]): the evidence was made for another nonce, key or relying party", len(ad.ExtraData)))
 	}
 	sel := ad.AttestedQuoteInfo.PCRSelection
 	if uint16(sel.Hash) != uint16(q.GetPcrs().GetHash()) {

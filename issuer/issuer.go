@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"slices"
 	"strconv"
 	"time"
@@ -267,8 +268,13 @@ func (is *Issuer) checkRequest(req *api.AttestRequest) error {
 	return nil
 }
 
-// ofOrigin reports whether audience is an http(s) URL whose origin (api.Origin) is origin.
+// ofOrigin reports whether audience is an http(s) URL, without userinfo, query or fragment,
+// whose origin (api.Origin) is origin.
 func ofOrigin(audience, origin string) bool {
+	u, err := url.Parse(audience)
+	if err != nil || u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return false
+	}
 	o, err := api.Origin(audience)
 	return err == nil && o == origin
 }
