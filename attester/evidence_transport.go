@@ -57,6 +57,13 @@ func (t *EvidenceTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	if err != nil {
 		return resp, nil
 	}
+	// A Host header naming another host (through a forward proxy or a Host-routed front end
+	// the request goes there) would bind an origin other than the one answering.
+	if req.Host != "" {
+		if o, err := api.Origin(req.URL.Scheme + "://" + req.Host); err != nil || o != origin {
+			return resp, nil
+		}
+	}
 	var body io.ReadCloser
 	if req.Body != nil && req.Body != http.NoBody {
 		if req.GetBody == nil {

@@ -68,3 +68,24 @@ func TestEvidenceTransportBindsOrigin(t *testing.T) {
 		}
 	}
 }
+
+// TestEvidenceTransportHostOverride: a request whose Host header names another host than its
+// URL (a forward proxy or a Host-routed front end sends it there) gets no evidence; the same
+// host spelled differently still does.
+func TestEvidenceTransportHostOverride(t *testing.T) {
+	a, _ := newSimAttester(t, nil)
+	for host, answered := range map[string]bool{"a.example": false, "VICTIM.example:80": true, "victim.example:8080": false} {
+		c := &challenger{}
+		cl := &http.Client{Transport: &attester.EvidenceTransport{Attester: a, Base: c}}
+		req, _ := http.NewRequest(http.MethodGet, "http://victim.example/resource", nil)
+		req.Host = host
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := len(c.reqs) == 2; got != answered {
+			t.Errorf("Host %q: evidence sent %v, want %v", host, got, answered)
+		}
+	}
+}
