@@ -2,9 +2,11 @@ package issuer
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/passport-attest/passport/api"
 	"github.com/passport-attest/passport/refvalues"
@@ -108,8 +110,24 @@ func (is *Issuer) handleListRevokedRefValues(w http.ResponseWriter, r *http.Requ
 }
 
 func (is *Issuer) handleReinstateRefValue(w http.ResponseWriter, r *http.Request) {
-	adm, ok := is.refValueAdmin(w)
-	if !ok {
+	digest := strings.ToLower(r.PathValue("digest"))
+	if b, err := hex.DecodeString(digest); err != nil || len(b) == 0 {
+		writeJSON(w, http.StatusBadRequest, &api.Error{Code: "invalid_request", Description: "the digest must be hex"})
+		return
+	}
+	// Revoking tokens by a reference value also revokes the label in the status store, which
+	// then refuses new tokens carrying it (store.ErrLabelRevoked) until it is lifted here:
+	// first the label, then the policy's revocation, if the policy keeps any.
+	if is.status.store != nil {
+		if err := is.status.store.ReinstateLabel(r.Context(), digest); err != nil {
+			is.writeError(w, r, fmt.Errorf("issuer: reinstate label: %w", err))
+			return
+		}
+	}
+	adm, ok := is.cfg.Policy.(ReferenceValueAdmin)
+	if !ok { // the policy keeps no revocations: lifting the label was all there was to do
+		is.cfg.Log.InfoContext(r.Context(), "reference value reinstated for new tokens", "digest", digest)
+		w.WriteHeader(http.StatusNoContent)
 		return
 	}
 	found, err := adm.ReinstateReferenceValue(r.Context(), r.PathValue("digest"))

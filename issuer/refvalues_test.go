@@ -26,7 +26,9 @@ import (
 	"github.com/passport-attest/passport/internal/testenv"
 	"github.com/passport-attest/passport/issuer"
 	"github.com/passport-attest/passport/policy"
+	"github.com/passport-attest/passport/refvalues"
 	"github.com/passport-attest/passport/relyingparty"
+	"github.com/passport-attest/passport/store/memory"
 	"github.com/passport-attest/passport/token"
 )
 
@@ -353,5 +355,43 @@ func TestRevokeByMeasuredDigest(t *testing.T) {
 		if _, err := v.Verify(context.Background(), tok); !errors.Is(err, relyingparty.ErrRevoked) {
 			t.Errorf("token %d: Verify = %v, want ErrRevoked", i, err)
 		}
+	}
+}
+
+// TestRevocationReachesStaleReplica: two replicas share a status store; the operator revokes
+// a reference value at one, while the other still appraises with a policy snapshot that does
+// not know it (its store poll has not come round, or its appraisal began before). The stale
+// replica's evidence passes its policy, but the store refuses the token's status entry
+// atomically with the revocation: no valid token carrying the value is issued after it.
+func TestRevocationReachesStaleReplica(t *testing.T) {
+	ctx := context.Background()
+	log := testenv.EventLog(t, testenv.DefaultLog)
+	engA, f := learnedEngine(t, log)
+	engB, _ := learnedEngine(t, log) // its own snapshot: never told of the revocation
+	shared := memory.New()
+	a := testenv.AttesterFor(t, log)
+	opts := func(p *policy.Engine) testenv.IssuerOptions {
+		return testenv.IssuerOptions{TrustAKs: []crypto.PublicKey{a.AKPublic()}, Policy: p, Nonces: shared, Clocks: shared}
+	}
+	srvA, srvB := testenv.Issuer(t, opts(engA)), testenv.Issuer(t, opts(engB))
+	kernel := f.ReferenceValues["kernels"][0]
+	before, err := (&attester.Client{IssuerURL: srvB.URL}).Attest(ctx, a, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := adminPost(t, admin(t, srvA.Issuer), api.PathReferenceValueRevocations, api.RevokeReferenceValueRequest{Digest: kernel, Reason: "CVE"}, adminCredential); code != http.StatusCreated {
+		t.Fatalf("revoke-value at A: %d %s", code, body)
+	}
+	if slices.ContainsFunc(engB.Current().Revoked(), func(r refvalues.Revocation) bool { return r.Digest == kernel }) {
+		t.Fatal("replica B already knows the revocation: the test proves nothing")
+	}
+	_, err = (&attester.Client{IssuerURL: srvB.URL}).Attest(ctx, a, "test")
+	var he *attester.HTTPError
+	if !errors.As(err, &he) || he.Status != http.StatusForbidden {
+		t.Fatalf("attestation at the stale replica after the revocation: %v, want 403", err)
+	}
+	v, _ := verifier(t, srvB, nil)
+	if _, err := v.Verify(ctx, before.Token); !errors.Is(err, relyingparty.ErrRevoked) {
+		t.Fatalf("the token issued before the revocation: %v, want ErrRevoked", err)
 	}
 }

@@ -104,7 +104,8 @@ func (is *Issuer) StatusListURI(id uint64) string {
 // each matched reference value and, when the appraisal asks for it (RecordMeasured), each
 // event digest it vouched for (policy.Measured), until the token expires plus statusGrace)
 // and sets its status claim. With a folded clock store the TPM clock check runs in the same call. Errors
-// wrap store.ErrUnavailable (503: no token without its entry) or ErrClockRollback.
+// wrap store.ErrUnavailable (503: no token without its entry) or ErrClockRollback, or are a
+// *PolicyError when a label was revoked concurrently (store.ErrLabelRevoked).
 func (is *Issuer) allocateStatus(ctx context.Context, c *token.Claims, st *evidence.State, ap *policy.Appraisal) error {
 	e := store.StatusEntry{ID: c.ID, Subject: c.Subject, Expires: c.Expires().Add(statusGrace)}
 	var measured []string
@@ -123,6 +124,12 @@ func (is *Issuer) allocateStatus(ctx context.Context, c *token.Claims, st *evide
 	switch {
 	case errors.Is(err, store.ErrClockRollback):
 		return fmt.Errorf("%w: %w", ErrClockRollback, err)
+	case errors.Is(err, store.ErrLabelRevoked):
+		// Revoked after this issuer's (or a replica's) policy snapshot was taken: the store
+		// refuses it atomically with the revocation, so no token escapes it.
+		return &PolicyError{PolicyID: ap.PolicyID, Failures: []policy.Failure{{Rule: policy.RevokedRule,
+			Claim: token.ClaimExecutables, Value: token.ValueContraindicated,
+			Reason: "the evidence carries a reference value revoked while it was being appraised"}}}
 	case err != nil:
 		return fmt.Errorf("issuer: status list entry: %w", err)
 	}

@@ -118,6 +118,21 @@ func revoke(t *testing.T, adminURL string, req api.RevokeRequest) api.RevokeResp
 	return res
 }
 
+// reinstate lifts the revocation of a reference value (DELETE on the admin API).
+func reinstate(t *testing.T, adminURL, digest string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodDelete, adminURL+api.PathReferenceValueRevocations+"/"+digest, nil)
+	req.Header.Set("Authorization", "Bearer "+adminCredential)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("reinstate %s: %d", digest, resp.StatusCode)
+	}
+}
+
 // verifier returns a relying-party verifier for srv's tokens that checks their status online
 // (no verified-token cache, so each Verify reads the status again).
 func verifier(t *testing.T, srv *testenv.Server, mod func(*relyingparty.StatusConfig)) (*relyingparty.Verifier, *relyingparty.StatusChecker) {
@@ -281,9 +296,17 @@ func TestRevokeBySubjectAndReferenceValue(t *testing.T) {
 			if _, err := vo2.Verify(context.Background(), other); !errors.Is(err, relyingparty.ErrRevoked) {
 				t.Fatalf("after revoking the subject: Verify = %v, want ErrRevoked", err)
 			}
-			// A new token of the same attester is not revoked: revocation covers live tokens.
+			// The revoked reference value stays revoked for new tokens: the store refuses to
+			// allocate one carrying it (even under a policy that keeps no revocations, which
+			// appraised the evidence as fine) until it is reinstated.
+			if _, err := c.Submit(context.Background(), fresh(t, c, a)); err == nil || !strings.Contains(err.Error(), "403") {
+				t.Fatalf("a token carrying the revoked reference value after the revocation: %v, want 403", err)
+			}
+			reinstate(t, adminURL, pcr0)
+			// A new token of the same attester is not revoked: revocation by subject covers
+			// live tokens.
 			if _, err := v.Verify(context.Background(), attestOnce(t, c, a)); err != nil {
-				t.Fatalf("a token minted after the revocation: %v", err)
+				t.Fatalf("a token minted after the reinstatement: %v", err)
 			}
 		})
 	}

@@ -60,6 +60,9 @@ func (brokenStore) RevokeStatus(context.Context, store.Selector) ([]store.Revoca
 func (brokenStore) ReadStatusList(context.Context, uint64) ([]byte, error) {
 	return nil, fmt.Errorf("x: %w", store.ErrUnavailable)
 }
+func (brokenStore) ReinstateLabel(context.Context, string) error {
+	return fmt.Errorf("x: %w", store.ErrUnavailable)
+}
 
 func TestStatusStoreCountsOnlyOutages(t *testing.T) {
 	m := metrics.New()

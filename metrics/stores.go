@@ -97,6 +97,12 @@ func (s *statusStore) RevokeStatus(ctx context.Context, sel store.Selector) ([]s
 	return revs, err
 }
 
+func (s *statusStore) ReinstateLabel(ctx context.Context, label string) error {
+	err := s.inner.ReinstateLabel(ctx, label)
+	s.count(StatusOpRevoke, err)
+	return err
+}
+
 func (s *statusStore) ReadStatusList(ctx context.Context, list uint64) ([]byte, error) {
 	b, err := s.inner.ReadStatusList(ctx, list)
 	s.count(StatusOpRead, err)

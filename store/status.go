@@ -16,6 +16,9 @@ var (
 	// ErrConflict means PutBlob's expected version is not the stored one: another writer got
 	// there first. Reload and decide again.
 	ErrConflict = errors.New("store: blob version conflict")
+	// ErrLabelRevoked means AllocateStatus was given a label that RevokeStatus has revoked
+	// (and ReinstateLabel has not lifted since): nothing was allocated.
+	ErrLabelRevoked = errors.New("store: status entry label revoked")
 )
 
 // DefaultStatusListSize is the number of entries per status list when a backend is not told
@@ -83,13 +86,21 @@ type StatusStore interface {
 	// AllocateStatus reserves a fresh entry (status valid) for e and records e.ID, e.Subject
 	// and e.Labels until e.Expires. Indexes are handed out in order; when a list is full the
 	// next entry starts a new list. Errors wrap ErrEntryExists, ErrClockRollback (e.Clock went
-	// backwards: nothing allocated) or ErrUnavailable.
+	// backwards: nothing allocated), ErrLabelRevoked (a label of e is revoked: nothing
+	// allocated) or ErrUnavailable.
 	AllocateStatus(ctx context.Context, e StatusEntry) (StatusRef, error)
 	// RevokeStatus sets the status of every live entry sel picks to invalid and reports them.
+	// A label selector also revokes the label itself, atomically with the entries it finds:
+	// from then on AllocateStatus refuses entries carrying it (ErrLabelRevoked) until
+	// ReinstateLabel, so that no entry allocated concurrently escapes the revocation.
 	// Revoking nothing is not an error (an empty result); revoking twice is harmless. Every
 	// revocation is also delivered to RevocationFeed watchers. Errors wrap ErrUnavailable, or
 	// are plain for an invalid selector.
 	RevokeStatus(ctx context.Context, sel Selector) ([]Revocation, error)
+	// ReinstateLabel lifts the revocation of label that RevokeStatus(Selector{Label}) made:
+	// entries carrying it may be allocated again (those revoked stay revoked). Lifting a label
+	// that is not revoked is harmless. Errors wrap ErrUnavailable.
+	ReinstateLabel(ctx context.Context, label string) error
 	// ReadStatusList returns the list's bytes in the status list's own order: entry i is bit
 	// i%8 of byte i/8, counting from the least significant bit (draft-ietf-oauth-status-list
 	// section 4.1). Errors wrap ErrStatusListUnknown or ErrUnavailable.

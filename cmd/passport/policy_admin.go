@@ -60,7 +60,7 @@ func newPolicyReinstateCmd() *cobra.Command {
 	var a policyAdminFlags
 	cmd := &cobra.Command{
 		Use:   "reinstate-value --admin URL --credential FILE DIGEST",
-		Short: "Lift the revocation of a reference value",
+		Short: "Lift the revocation of a reference value: evidence and new tokens carrying it are accepted again",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := a.do(cmd.Context(), http.MethodDelete, api.PathReferenceValueRevocations+"/"+url.PathEscape(args[0]), nil, nil); err != nil {

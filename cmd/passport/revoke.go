@@ -19,9 +19,12 @@ Token Status Lists (draft-ietf-oauth-status-list): one token by --jti, every tok
 attester by --subject (its sub, the AK thumbprint), or every token whose evidence carried a
 digest by --reference-value (hex: a reference value listed in the token's
 submods.tpm.measurements.reference_values or, under a policy with reference-value sets, any
-event digest of PCRs 0-9 the issuer recorded with the token). Relying parties see it in the next status list
-they fetch, and those following the issuer's revocation stream at once. It prints the
-revoked entries as JSON; a --jti naming no live token is an error.`,
+event digest of PCRs 0-9 the issuer recorded with the token). --reference-value also makes
+every issuer sharing the store refuse new tokens whose evidence carries DIGEST (and, under a
+policy that manages reference values, refuse such evidence outright), atomically with the
+revocation, until "passport policy reinstate-value DIGEST". Relying parties see revocations in
+the next status list they fetch, and those following the issuer's revocation stream at once.
+It prints the revoked entries as JSON; a --jti naming no live token is an error.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var res api.RevokeResponse
@@ -35,7 +38,7 @@ revoked entries as JSON; a --jti naming no live token is an error.`,
 	addAdminFlags(fl, &admin)
 	fl.StringVar(&req.JTI, "jti", "", "revoke the token with this jti")
 	fl.StringVar(&req.Subject, "subject", "", "revoke every live token of this attester (sub: AK thumbprint)")
-	fl.StringVar(&req.ReferenceValue, "reference-value", "", "revoke every live token whose evidence matched this reference value (hex digest)")
+	fl.StringVar(&req.ReferenceValue, "reference-value", "", "revoke every live token whose evidence carried this digest (hex), and refuse new ones until it is reinstated")
 	_ = cmd.MarkFlagRequired("admin")
 	_ = cmd.MarkFlagRequired("credential")
 	cmd.MarkFlagsMutuallyExclusive("jti", "subject", "reference-value")

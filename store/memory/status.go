@@ -34,6 +34,7 @@ type statusState struct {
 	ids      map[digest]idEntry    // by SHA-256(ID)
 	subjects map[digest]refSet     // by SHA-256(Subject)
 	labels   map[digest]refSet     // by SHA-256(Label)
+	revoked  map[digest]bool       // labels RevokeStatus revoked, until ReinstateLabel
 	watchers map[*watcher]struct{} // RevocationFeed consumers
 }
 
@@ -58,6 +59,7 @@ func newStatusState() statusState {
 		ids:      make(map[digest]idEntry),
 		subjects: make(map[digest]refSet),
 		labels:   make(map[digest]refSet),
+		revoked:  make(map[digest]bool),
 		watchers: make(map[*watcher]struct{}),
 	}
 }
@@ -90,6 +92,11 @@ func (s *Store) AllocateStatus(ctx context.Context, e store.StatusEntry) (store.
 	if old, ok := st.ids[idk]; ok && now.Before(old.expires) {
 		return store.StatusRef{}, fmt.Errorf("memory: allocate status: %w", store.ErrEntryExists)
 	}
+	for _, l := range e.Labels {
+		if st.revoked[digest(sha256.Sum256([]byte(l)))] {
+			return store.StatusRef{}, fmt.Errorf("memory: allocate status: %w", store.ErrLabelRevoked)
+		}
+	}
 	var clockKey digest
 	if e.Clock != nil {
 		clockKey = digest(sha256.Sum256([]byte(e.Clock.AK)))
@@ -112,6 +119,17 @@ func (s *Store) AllocateStatus(ctx context.Context, e store.StatusEntry) (store.
 		s.clocks[clockKey] = clockEntry{info: e.Clock.Info, expires: now.Add(e.Clock.TTL)}
 	}
 	return ref, nil
+}
+
+// ReinstateLabel implements store.StatusStore.
+func (s *Store) ReinstateLabel(ctx context.Context, label string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory: reinstate label: %w: %w", store.ErrUnavailable, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.status.revoked, digest(sha256.Sum256([]byte(label))))
+	return nil
 }
 
 // addRef records ref in the set under k, dropping the set's expired members.
@@ -150,7 +168,9 @@ func (s *Store) RevokeStatus(ctx context.Context, sel store.Selector) ([]store.R
 	case sel.Subject != "":
 		refs = liveRefs(st.subjects[digest(sha256.Sum256([]byte(sel.Subject)))], now)
 	default:
-		refs = liveRefs(st.labels[digest(sha256.Sum256([]byte(sel.Label)))], now)
+		lk := digest(sha256.Sum256([]byte(sel.Label)))
+		st.revoked[lk] = true // under the same lock: no entry with it is allocated after this
+		refs = liveRefs(st.labels[lk], now)
 	}
 	byList := map[uint64][]uint64{}
 	var order []uint64

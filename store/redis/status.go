@@ -101,17 +101,22 @@ func digestKey(base, kind, v string) string {
 // is not empty it is the shard's epoch id (epoch.go), and a marker (KEYS[6]) that is missing
 // or different stops the script before it writes anything.
 //
-// KEYS: next, lexp, id record, subject set, clock record, epoch marker, label sets...
+// KEYS: next, lexp, id record, subject set, clock record, epoch marker, L label sets, then
+// the L labels' revocation markers (revokeScript sets them).
 // ARGV: base, list size, now ms, expires ms, clock flag, reset, restart, clock high, clock
-// low, clock ttl ms, epoch id.
+// low, clock ttl ms, epoch id, L.
 // Returns {n, index} (n is the shard-local list number), {-1} when the id is live, {-2} on a
-// clock rollback, {-3} when the epoch marker shows a data loss.
+// clock rollback, {-3} when the epoch marker shows a data loss, {-4} when a label is revoked.
 var allocateScript = redis.NewScript(`
 if ARGV[11] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[11] then return {-3} end
 local base, size = ARGV[1], tonumber(ARGV[2])
 local now, exp = tonumber(ARGV[3]), tonumber(ARGV[4])
 local ttl = exp - now
 if redis.call('EXISTS', KEYS[3]) == 1 then return {-1} end
+local nl = tonumber(ARGV[12])
+for i = 7 + nl, 6 + 2 * nl do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return {-4} end
+end
 if ARGV[5] == '1' then
   local cur = redis.call('HMGET', KEYS[5], 'r', 's', 'h', 'l')
   if cur[1] or cur[2] or cur[3] or cur[4] then
@@ -146,7 +151,7 @@ local function track(k)
   if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
 end
 track(KEYS[4])
-for i = 7, #KEYS do track(KEYS[i]) end
+for i = 7, 6 + nl do track(KEYS[i]) end
 if ARGV[5] == '1' then
   redis.call('HSET', KEYS[5], 'r', ARGV[6], 's', ARGV[7], 'h', ARGV[8], 'l', ARGV[9])
   redis.call('PEXPIRE', KEYS[5], ARGV[10])
@@ -168,12 +173,12 @@ func (s *Store) AllocateStatus(ctx context.Context, e store.StatusEntry) (store.
 	}
 	shard := s.shardOf(e.Subject)
 	base := s.shardBase(shard)
-	keys := make([]string, 6, 6+len(e.Labels))
+	keys := make([]string, 6, 6+2*len(e.Labels))
 	keys[0], keys[1] = base+"next", base+"lexp"
 	keys[2] = digestKey(base, "id", e.ID)
 	keys[3] = digestKey(base, "sub", e.Subject)
 	keys[5] = s.epochKey(shard)
-	args := []any{base, s.status.size, now.UnixMilli(), e.Expires.UnixMilli(), "0", 0, 0, 0, 0, 0, s.expected(keys[5])}
+	args := []any{base, s.status.size, now.UnixMilli(), e.Expires.UnixMilli(), "0", 0, 0, 0, 0, 0, s.expected(keys[5]), len(e.Labels)}
 	if e.Clock != nil {
 		keys[4] = digestKey(base, "clock", e.Clock.AK)
 		c := e.Clock.Info
@@ -187,6 +192,9 @@ func (s *Store) AllocateStatus(ctx context.Context, e store.StatusEntry) (store.
 	for _, l := range e.Labels {
 		keys = append(keys, digestKey(base, "lbl", l))
 	}
+	for _, l := range e.Labels {
+		keys = append(keys, digestKey(base, "rlbl", l))
+	}
 	res, err := allocateScript.Run(ctx, s.client, keys, args...).Int64Slice()
 	if err != nil {
 		return store.StatusRef{}, unavailable("allocate status", err)
@@ -196,6 +204,8 @@ func (s *Store) AllocateStatus(ctx context.Context, e store.StatusEntry) (store.
 		return store.StatusRef{}, s.markLost("allocate status")
 	case len(res) == 1 && res[0] == -1:
 		return store.StatusRef{}, fmt.Errorf("redisstore: allocate status: %w", store.ErrEntryExists)
+	case len(res) == 1 && res[0] == -4:
+		return store.StatusRef{}, fmt.Errorf("redisstore: allocate status: %w", store.ErrLabelRevoked)
 	case len(res) == 1 && res[0] == -2:
 		c := e.Clock.Info
 		return store.StatusRef{}, fmt.Errorf("redisstore: allocate status: reset %d restart %d clock %d ms is before the recorded value: %w",
@@ -214,12 +224,15 @@ func (s *Store) AllocateStatus(ctx context.Context, e store.StatusEntry) (store.
 // so that GET returns the status list's bytes as they are.
 //
 // When ARGV[7] is not empty it is the shard's epoch id and a missing or different marker
-// (KEYS[3]) stops the script before it writes anything.
+// (KEYS[3]) stops the script before it writes anything. When ARGV[8] is "1" (a label) it
+// first sets the label's revocation marker KEYS[4], which allocateScript checks: an entry is
+// either allocated before this script, and found by it, or refused.
 //
-// ARGV: base, kind, now ms, channel, shard, shards, epoch id. Returns {n, index, n, index,
-// ...}, or {-3} when the epoch marker shows a data loss.
+// ARGV: base, kind, now ms, channel, shard, shards, epoch id, label flag. Returns {n, index,
+// n, index, ...}, or {-3} when the epoch marker shows a data loss.
 var revokeScript = redis.NewScript(`
 if ARGV[7] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[7] then return {-3} end
+if ARGV[8] == '1' then redis.call('SET', KEYS[4], '1') end
 local base, now = ARGV[1], tonumber(ARGV[3])
 local shard, shards = tonumber(ARGV[5]), tonumber(ARGV[6])
 local members
@@ -273,18 +286,18 @@ func (s *Store) RevokeStatus(ctx context.Context, sel store.Selector) ([]store.R
 	var out []store.Revocation
 	for _, shard := range shards {
 		base := s.shardBase(shard)
-		kind, key := "set", ""
+		kind, key, marker, isLabel := "set", "", base+"nolabel", "0"
 		switch {
 		case sel.ID != "":
 			kind, key = "id", digestKey(base, "id", sel.ID)
 		case sel.Subject != "":
 			key = digestKey(base, "sub", sel.Subject)
 		default:
-			key = digestKey(base, "lbl", sel.Label)
+			key, marker, isLabel = digestKey(base, "lbl", sel.Label), digestKey(base, "rlbl", sel.Label), "1"
 		}
 		ek := s.epochKey(shard)
-		res, err := revokeScript.Run(ctx, s.client, []string{key, base + "lexp", ek},
-			base, kind, now, s.channel(), shard, s.status.shards, s.expected(ek)).Int64Slice()
+		res, err := revokeScript.Run(ctx, s.client, []string{key, base + "lexp", ek, marker},
+			base, kind, now, s.channel(), shard, s.status.shards, s.expected(ek), isLabel).Int64Slice()
 		if err != nil {
 			return out, unavailable("revoke status", err)
 		}
@@ -304,6 +317,20 @@ func (s *Store) RevokeStatus(ctx context.Context, sel store.Selector) ([]store.R
 		}
 	}
 	return out, nil
+}
+
+// ReinstateLabel implements store.StatusStore: it deletes the label's revocation marker in
+// every shard.
+func (s *Store) ReinstateLabel(ctx context.Context, label string) error {
+	if err := s.guard("reinstate label"); err != nil {
+		return err
+	}
+	for shard := uint64(0); shard < s.status.shards; shard++ {
+		if err := s.client.Del(ctx, digestKey(s.shardBase(shard), "rlbl", label)).Err(); err != nil {
+			return unavailable("reinstate label", err)
+		}
+	}
+	return nil
 }
 
 // ReadStatusList implements store.StatusStore with one pipelined round trip (GET of the

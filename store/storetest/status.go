@@ -33,6 +33,8 @@ func RunStatusStore(t *testing.T, newStore func(t *testing.T) (store.StatusStore
 		{"RevokeByID", testRevokeByID},
 		{"RevokeBySubject", testRevokeBySubject},
 		{"RevokeByLabel", testRevokeByLabel},
+		{"RevokedLabelRefused", testRevokedLabelRefused},
+		{"RevokeLabelRace", testRevokeLabelRace},
 		{"RevokeNothing", testRevokeNothing},
 		{"Expiry", testStatusExpiry},
 		{"DuplicateID", testStatusDuplicateID},
@@ -338,6 +340,74 @@ func testRevokeByLabel(t *testing.T, s store.StatusStore, clk Clock) {
 	wantRevoked(t, mustRevoke(t, s, store.Selector{ID: "rv-good"}))
 }
 
+// testRevokedLabelRefused: a label revoked by RevokeStatus stays revoked: an entry carrying it
+// is refused (ErrLabelRevoked) and allocates nothing, until ReinstateLabel.
+func testRevokedLabelRefused(t *testing.T, s store.StatusStore, clk Clock) {
+	ctx := context.Background()
+	before := mustAllocate(t, s, entry(clk, "sub-r", "rv-revoked"))
+	wantRevoked(t, mustRevoke(t, s, store.Selector{Label: "rv-revoked"}), before)
+	if ref, err := s.AllocateStatus(ctx, entry(clk, "sub-r", "rv-fine", "rv-revoked")); !errors.Is(err, store.ErrLabelRevoked) {
+		t.Fatalf("allocation with a revoked label = %+v, %v; want ErrLabelRevoked", ref, err)
+	}
+	next := mustAllocate(t, s, entry(clk, "sub-r", "rv-fine"))
+	if next.List != before.List || next.Index != before.Index+1 {
+		t.Fatalf("after a refused allocation the next entry is %+v, want %+v: the refusal allocated", next, store.StatusRef{List: before.List, Index: before.Index + 1})
+	}
+	if err := s.ReinstateLabel(ctx, "rv-revoked"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReinstateLabel(ctx, "never-revoked"); err != nil {
+		t.Fatalf("reinstating a label never revoked: %v", err)
+	}
+	again := mustAllocate(t, s, entry(clk, "sub-r", "rv-revoked"))
+	wantBits(t, s, before.List, before.Index) // the entry revoked before stays revoked, the new one is valid
+	if again.List != before.List {
+		wantBits(t, s, again.List)
+	}
+}
+
+// testRevokeLabelRace: entries carrying a label are allocated while the label is revoked;
+// each is either revoked by the revocation or refused: none stays valid.
+func testRevokeLabelRace(t *testing.T, s store.StatusStore, clk Clock) {
+	ctx := context.Background()
+	const workers, each = 8, 25
+	var mu sync.Mutex
+	var got []store.StatusRef
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for range each {
+				ref, err := s.AllocateStatus(ctx, entry(clk, "sub-race", "rv-race"))
+				switch {
+				case errors.Is(err, store.ErrLabelRevoked):
+					return
+				case err != nil:
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				got = append(got, ref)
+				mu.Unlock()
+			}
+		}()
+	}
+	close(start)
+	if _, err := s.RevokeStatus(ctx, store.Selector{Label: "rv-race"}); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for _, r := range got {
+		b, ok := store.StatusBit(mustRead(t, s, r.List), r.Index)
+		if !ok || b != 1 {
+			t.Fatalf("entry %+v carrying the revoked label is valid: allocated concurrently and missed", r)
+		}
+	}
+}
+
 func testRevokeNothing(t *testing.T, s store.StatusStore, clk Clock) {
 	ref := mustAllocate(t, s, entry(clk, "sub-n", "label"))
 	for _, sel := range []store.Selector{{ID: "unknown"}, {Subject: "unknown"}, {Label: "unknown"}} {
@@ -367,8 +437,9 @@ func testStatusExpiry(t *testing.T, s store.StatusStore, clk Clock) {
 			t.Fatalf("expired entry %+v was revoked", rs)
 		}
 	}
-	// The expired ID may be used again.
+	// The expired ID may be used again (without the label, now revoked).
 	again := withExpiry(short, clk, longTTL)
+	again.Labels = nil
 	mustAllocate(t, s, again)
 }
 
