@@ -146,7 +146,7 @@ func mutated(s *evidence.State, change func(*evidence.State)) *evidence.State {
 
 // mutations are changed states that reach the corners of the fast paths: trusted and
 // untrusted AKs, changed kernel, boot loader, firmware and PCR values, a PCR missing from
-// the quote, another bank, duplicated digests, digests sharing their first byte (more than a
+// the quote, another bank, no boot loader, firmware or GRUB events at all, duplicated digests, digests sharing their first byte (more than a
 // counting-sort bucket holds) or their first 8 bytes, digests shorter than 8 bytes, a clock.
 func mutations(s *evidence.State) map[string]*evidence.State {
 	events := func(c *evidence.State) []*pb.Event { return c.Machine.GetRawEvents() }
@@ -157,6 +157,11 @@ func mutations(s *evidence.State) map[string]*evidence.State {
 					e.Digest[len(e.Digest)-1] ^= 1
 				}
 			}
+		}
+	}
+	drop := func(pick func(e *pb.Event) bool) func(*evidence.State) {
+		return func(c *evidence.State) {
+			c.Machine.RawEvents = slices.DeleteFunc(c.Machine.GetRawEvents(), pick)
 		}
 	}
 	out := map[string]*evidence.State{
@@ -171,6 +176,10 @@ func mutations(s *evidence.State) map[string]*evidence.State {
 		"pcr7":        mutated(s, func(c *evidence.State) { c.PCRs[7][0] ^= 1 }),
 		"no-pcr4":     mutated(s, func(c *evidence.State) { delete(c.PCRs, 4) }),
 		"sha1-bank":   mutated(s, func(c *evidence.State) { c.Bank = "sha1" }),
+		// Empty lists: the learned rules' size(...) > 0 guards must fail exactly as CEL's.
+		"no-bootloaders": mutated(s, drop(func(e *pb.Event) bool { return e.GetPcrIndex() == 4 })),
+		"no-firmware":    mutated(s, drop(func(e *pb.Event) bool { return e.GetPcrIndex() == 0 })),
+		"no-grub":        mutated(s, drop(func(e *pb.Event) bool { return e.GetPcrIndex() == 8 || e.GetPcrIndex() == 9 })),
 		"duplicates": mutated(s, func(c *evidence.State) {
 			ev := events(c)
 			for i := 1; i < len(ev); i += 3 {
