@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"reflect"
@@ -203,6 +204,11 @@ func (is *Issuer) Revoke(ctx context.Context, sel store.Selector) (*api.RevokeRe
 	}
 	if sel.Label != "" {
 		sel.Label = strings.ToLower(sel.Label)
+		// The store revokes the label itself too, until it is reinstated (DELETE, which takes
+		// hex only): refuse what could never be lifted.
+		if b, err := hex.DecodeString(sel.Label); err != nil || len(b) == 0 {
+			return nil, fmt.Errorf("%w: a reference value is a hex digest", ErrBadRequest)
+		}
 	}
 	revs, err := is.status.store.RevokeStatus(ctx, sel)
 	if err != nil {

@@ -50,7 +50,7 @@ func (n *nonceStore) Ping(ctx context.Context) error {
 // Status-list store operations, the op label of passport_status_list_store_errors_total.
 const (
 	StatusOpAllocate = "allocate" // AllocateStatus: a token's entry, during an attestation
-	StatusOpRevoke   = "revoke"   // RevokeStatus: the admin revoke endpoint
+	StatusOpRevoke   = "revoke"   // RevokeStatus and ReinstateLabel: the admin revoke and reinstate endpoints
 	StatusOpRead     = "read"     // ReadStatusList: GET /v1/status-list/{id}
 )
 

@@ -204,7 +204,7 @@ func testHashTags(t *testing.T, cc *redis.ClusterClient, prefix string) {
 			i := strings.Index(k, "}:")
 			base := k[:i+2]
 			kind := strings.SplitN(k[i+2:], ":", 2)[0]
-			if kind != "next" && kind != "lexp" && kind != "id" && kind != "sub" && kind != "lbl" && kind != "rlbl" && kind != "clock" && kind != "list" {
+			if kind != "next" && kind != "lexp" && kind != "id" && kind != "sub" && kind != "lbl" && kind != "rlbls" && kind != "clock" && kind != "list" {
 				return fmt.Errorf("unexpected key %s", k)
 			}
 			if old, ok := slotOf[base]; ok && old != slot {

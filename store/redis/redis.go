@@ -19,7 +19,7 @@
 //	<prefix>:status:{<prefix>/N}:id:<hex>       string "<n>:<index>" for SHA-256(jti); TTL = expiry
 //	<prefix>:status:{<prefix>/N}:sub:<hex>      zset of "<n>:<index>" scored by expiry, per subject
 //	<prefix>:status:{<prefix>/N}:lbl:<hex>      zset likewise, per label (reference value)
-//	<prefix>:status:{<prefix>/N}:rlbl:<hex>     string "1": the label is revoked (no TTL; until ReinstateLabel)
+//	<prefix>:status:{<prefix>/N}:rlbls          hash: <hex> of each revoked label -> "1" (no TTL; until ReinstateLabel)
 //	<prefix>:status:{<prefix>/N}:clock:<hex>    clock record checked with an allocation
 //	<prefix>:status:revocations                 pub/sub channel: "<list> <index>..."
 //	<prefix>:status:{<prefix>/N}:epoch          string: the epoch marker of shard N (epoch.go)

@@ -36,7 +36,8 @@ func WithStatusListSize(n int) Option {
 // the subject, so that on a Redis Cluster allocation load spreads over the masters while every
 // key one allocation touches stays in one slot. Each shard fills its own lists; list ids
 // interleave (list id = n*shards + shard). Every replica sharing a prefix must use the same
-// count, and it must not change while tokens are live. n <= 0 keeps the default.
+// count, and it must not change while tokens are live or any label is revoked (revoked
+// labels are recorded per shard: a new shard would not know them). n <= 0 keeps the default.
 func WithStatusShards(n int) Option {
 	return func(s *Store) {
 		if n > 0 {
@@ -101,10 +102,11 @@ func digestKey(base, kind, v string) string {
 // is not empty it is the shard's epoch id (epoch.go), and a marker (KEYS[6]) that is missing
 // or different stops the script before it writes anything.
 //
-// KEYS: next, lexp, id record, subject set, clock record, epoch marker, L label sets, then
-// the L labels' revocation markers (revokeScript sets them).
+// KEYS: next, lexp, id record, subject set, clock record, epoch marker, revoked-labels hash
+// (revokeScript sets a field per revoked label: the hex part of its label set's key), label
+// sets...
 // ARGV: base, list size, now ms, expires ms, clock flag, reset, restart, clock high, clock
-// low, clock ttl ms, epoch id, L.
+// low, clock ttl ms, epoch id.
 // Returns {n, index} (n is the shard-local list number), {-1} when the id is live, {-2} on a
 // clock rollback, {-3} when the epoch marker shows a data loss, {-4} when a label is revoked.
 var allocateScript = redis.NewScript(`
@@ -113,9 +115,12 @@ local base, size = ARGV[1], tonumber(ARGV[2])
 local now, exp = tonumber(ARGV[3]), tonumber(ARGV[4])
 local ttl = exp - now
 if redis.call('EXISTS', KEYS[3]) == 1 then return {-1} end
-local nl = tonumber(ARGV[12])
-for i = 7 + nl, 6 + 2 * nl do
-  if redis.call('EXISTS', KEYS[i]) == 1 then return {-4} end
+if #KEYS > 7 then
+  local fields, skip = {}, #base + 5
+  for i = 8, #KEYS do fields[#fields + 1] = string.sub(KEYS[i], skip) end
+  for _, v in ipairs(redis.call('HMGET', KEYS[7], unpack(fields))) do
+    if v then return {-4} end
+  end
 end
 if ARGV[5] == '1' then
   local cur = redis.call('HMGET', KEYS[5], 'r', 's', 'h', 'l')
@@ -151,7 +156,7 @@ local function track(k)
   if redis.call('PTTL', k) < ttl then redis.call('PEXPIRE', k, ttl) end
 end
 track(KEYS[4])
-for i = 7, 6 + nl do track(KEYS[i]) end
+for i = 8, #KEYS do track(KEYS[i]) end
 if ARGV[5] == '1' then
   redis.call('HSET', KEYS[5], 'r', ARGV[6], 's', ARGV[7], 'h', ARGV[8], 'l', ARGV[9])
   redis.call('PEXPIRE', KEYS[5], ARGV[10])
@@ -173,12 +178,13 @@ func (s *Store) AllocateStatus(ctx context.Context, e store.StatusEntry) (store.
 	}
 	shard := s.shardOf(e.Subject)
 	base := s.shardBase(shard)
-	keys := make([]string, 6, 6+2*len(e.Labels))
+	keys := make([]string, 7, 7+len(e.Labels))
 	keys[0], keys[1] = base+"next", base+"lexp"
 	keys[2] = digestKey(base, "id", e.ID)
 	keys[3] = digestKey(base, "sub", e.Subject)
 	keys[5] = s.epochKey(shard)
-	args := []any{base, s.status.size, now.UnixMilli(), e.Expires.UnixMilli(), "0", 0, 0, 0, 0, 0, s.expected(keys[5]), len(e.Labels)}
+	keys[6] = base + "rlbls"
+	args := []any{base, s.status.size, now.UnixMilli(), e.Expires.UnixMilli(), "0", 0, 0, 0, 0, 0, s.expected(keys[5])}
 	if e.Clock != nil {
 		keys[4] = digestKey(base, "clock", e.Clock.AK)
 		c := e.Clock.Info
@@ -191,9 +197,6 @@ func (s *Store) AllocateStatus(ctx context.Context, e store.StatusEntry) (store.
 	}
 	for _, l := range e.Labels {
 		keys = append(keys, digestKey(base, "lbl", l))
-	}
-	for _, l := range e.Labels {
-		keys = append(keys, digestKey(base, "rlbl", l))
 	}
 	res, err := allocateScript.Run(ctx, s.client, keys, args...).Int64Slice()
 	if err != nil {
@@ -225,14 +228,15 @@ func (s *Store) AllocateStatus(ctx context.Context, e store.StatusEntry) (store.
 //
 // When ARGV[7] is not empty it is the shard's epoch id and a missing or different marker
 // (KEYS[3]) stops the script before it writes anything. When ARGV[8] is "1" (a label) it
-// first sets the label's revocation marker KEYS[4], which allocateScript checks: an entry is
-// either allocated before this script, and found by it, or refused.
+// first records the label as revoked in the shard's revoked-labels hash KEYS[4] (field: the
+// hex part of KEYS[1]), which allocateScript checks: an entry is either allocated before this
+// script, and found by it, or refused.
 //
 // ARGV: base, kind, now ms, channel, shard, shards, epoch id, label flag. Returns {n, index,
 // n, index, ...}, or {-3} when the epoch marker shows a data loss.
 var revokeScript = redis.NewScript(`
 if ARGV[7] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[7] then return {-3} end
-if ARGV[8] == '1' then redis.call('SET', KEYS[4], '1') end
+if ARGV[8] == '1' then redis.call('HSET', KEYS[4], string.sub(KEYS[1], #ARGV[1] + 5), '1') end
 local base, now = ARGV[1], tonumber(ARGV[3])
 local shard, shards = tonumber(ARGV[5]), tonumber(ARGV[6])
 local members
@@ -266,7 +270,9 @@ return out
 
 // RevokeStatus implements store.StatusStore. A subject lives in one shard (one script); an ID
 // or a label may be in any shard, so it runs one script per shard. Each script sets its bits
-// and publishes them atomically.
+// and publishes them atomically, and revokes a label in its shard. The scripts run to the end
+// even if ctx is canceled; a Redis error midway leaves the revocation partial, and retrying
+// it is harmless.
 func (s *Store) RevokeStatus(ctx context.Context, sel store.Selector) ([]store.Revocation, error) {
 	if err := sel.Check(); err != nil {
 		return nil, fmt.Errorf("redisstore: revoke status: %w", err)
@@ -274,6 +280,12 @@ func (s *Store) RevokeStatus(ctx context.Context, sel store.Selector) ([]store.R
 	if err := s.guard("revoke status"); err != nil {
 		return nil, err
 	}
+	// Once begun, a revocation runs through every shard even if the caller goes away: a label
+	// revoked in some shards only would let entries of the others through.
+	if err := ctx.Err(); err != nil {
+		return nil, unavailable("revoke status", err)
+	}
+	ctx = context.WithoutCancel(ctx)
 	shards := make([]uint64, 0, s.status.shards)
 	if sel.Subject != "" {
 		shards = append(shards, s.shardOf(sel.Subject))
@@ -286,17 +298,17 @@ func (s *Store) RevokeStatus(ctx context.Context, sel store.Selector) ([]store.R
 	var out []store.Revocation
 	for _, shard := range shards {
 		base := s.shardBase(shard)
-		kind, key, marker, isLabel := "set", "", base+"nolabel", "0"
+		kind, key, isLabel := "set", "", "0"
 		switch {
 		case sel.ID != "":
 			kind, key = "id", digestKey(base, "id", sel.ID)
 		case sel.Subject != "":
 			key = digestKey(base, "sub", sel.Subject)
 		default:
-			key, marker, isLabel = digestKey(base, "lbl", sel.Label), digestKey(base, "rlbl", sel.Label), "1"
+			key, isLabel = digestKey(base, "lbl", sel.Label), "1"
 		}
 		ek := s.epochKey(shard)
-		res, err := revokeScript.Run(ctx, s.client, []string{key, base + "lexp", ek, marker},
+		res, err := revokeScript.Run(ctx, s.client, []string{key, base + "lexp", ek, base + "rlbls"},
 			base, kind, now, s.channel(), shard, s.status.shards, s.expected(ek), isLabel).Int64Slice()
 		if err != nil {
 			return out, unavailable("revoke status", err)
@@ -319,14 +331,22 @@ func (s *Store) RevokeStatus(ctx context.Context, sel store.Selector) ([]store.R
 	return out, nil
 }
 
-// ReinstateLabel implements store.StatusStore: it deletes the label's revocation marker in
-// every shard.
+// ReinstateLabel implements store.StatusStore: it deletes the label's field from every
+// shard's revoked-labels hash. It runs to the end even if ctx is canceled midway (a partly
+// lifted label would be refused in some shards only); an error may leave some shards lifted,
+// and retrying is harmless.
 func (s *Store) ReinstateLabel(ctx context.Context, label string) error {
 	if err := s.guard("reinstate label"); err != nil {
 		return err
 	}
+	if err := ctx.Err(); err != nil {
+		return unavailable("reinstate label", err)
+	}
+	ctx = context.WithoutCancel(ctx)
 	for shard := uint64(0); shard < s.status.shards; shard++ {
-		if err := s.client.Del(ctx, digestKey(s.shardBase(shard), "rlbl", label)).Err(); err != nil {
+		base := s.shardBase(shard)
+		field := strings.TrimPrefix(digestKey(base, "lbl", label), base+"lbl:")
+		if err := s.client.HDel(ctx, base+"rlbls", field).Err(); err != nil {
 			return unavailable("reinstate label", err)
 		}
 	}

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -204,6 +205,25 @@ func BenchmarkAllocateStatus(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		e := store.StatusEntry{ID: "jti-" + strconv.Itoa(i), Subject: "ak", Labels: []string{"rv-1", "rv-2"},
 			Expires: time.Now().Add(time.Minute), Clock: &store.ClockAdvance{AK: "ak", Info: store.ClockInfo{Clock: uint64(i)}, TTL: time.Minute}}
+		if _, err := s.AllocateStatus(ctx, e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAllocateStatusManyLabels allocates entries with 100 labels each, as the issuer
+// does under a policy with reference-value sets (the measured digests of PCRs 0-9).
+func BenchmarkAllocateStatusManyLabels(b *testing.B) {
+	ctx := context.Background()
+	c := requireRedis(b)
+	s := New(c, testPrefix(b, c))
+	labels := make([]string, 100)
+	for i := range labels {
+		labels[i] = fmt.Sprintf("%064x", i)
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		e := store.StatusEntry{ID: "jti-" + strconv.Itoa(i), Subject: "ak", Labels: labels, Expires: time.Now().Add(time.Minute)}
 		if _, err := s.AllocateStatus(ctx, e); err != nil {
 			b.Fatal(err)
 		}

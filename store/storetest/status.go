@@ -346,8 +346,10 @@ func testRevokedLabelRefused(t *testing.T, s store.StatusStore, clk Clock) {
 	ctx := context.Background()
 	before := mustAllocate(t, s, entry(clk, "sub-r", "rv-revoked"))
 	wantRevoked(t, mustRevoke(t, s, store.Selector{Label: "rv-revoked"}), before)
-	if ref, err := s.AllocateStatus(ctx, entry(clk, "sub-r", "rv-fine", "rv-revoked")); !errors.Is(err, store.ErrLabelRevoked) {
-		t.Fatalf("allocation with a revoked label = %+v, %v; want ErrLabelRevoked", ref, err)
+	for i := range 16 { // subjects spread over every shard of a sharded backend
+		if ref, err := s.AllocateStatus(ctx, entry(clk, fmt.Sprintf("sub-r-%d", i), "rv-fine", "rv-revoked")); !errors.Is(err, store.ErrLabelRevoked) {
+			t.Fatalf("allocation for sub-r-%d with a revoked label = %+v, %v; want ErrLabelRevoked", i, ref, err)
+		}
 	}
 	next := mustAllocate(t, s, entry(clk, "sub-r", "rv-fine"))
 	if next.List != before.List || next.Index != before.Index+1 {
@@ -358,6 +360,9 @@ func testRevokedLabelRefused(t *testing.T, s store.StatusStore, clk Clock) {
 	}
 	if err := s.ReinstateLabel(ctx, "never-revoked"); err != nil {
 		t.Fatalf("reinstating a label never revoked: %v", err)
+	}
+	for i := range 16 {
+		mustAllocate(t, s, entry(clk, fmt.Sprintf("sub-r-%d", i), "rv-revoked"))
 	}
 	again := mustAllocate(t, s, entry(clk, "sub-r", "rv-revoked"))
 	wantBits(t, s, before.List, before.Index) // the entry revoked before stays revoked, the new one is valid
@@ -375,13 +380,13 @@ func testRevokeLabelRace(t *testing.T, s store.StatusStore, clk Clock) {
 	var got []store.StatusRef
 	var wg sync.WaitGroup
 	start := make(chan struct{})
-	for range workers {
+	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
 			for range each {
-				ref, err := s.AllocateStatus(ctx, entry(clk, "sub-race", "rv-race"))
+				ref, err := s.AllocateStatus(ctx, entry(clk, fmt.Sprintf("sub-race-%d", w), "rv-race")) // every shard
 				switch {
 				case errors.Is(err, store.ErrLabelRevoked):
 					return
