@@ -102,3 +102,16 @@ func Origin(rawURL string) (string, error) {
 	}
 	return scheme + "://" + host, nil
 }
+
+// AudienceOfOrigin reports whether audience is an http or https URL without userinfo, query or
+// fragment whose origin (Origin) is origin: the audiences the issuer mints for evidence bound
+// to origin (AttestRequest.Origin), and the audience a background-check relying party at
+// origin must have.
+func AudienceOfOrigin(audience, origin string) bool {
+	u, err := url.Parse(audience)
+	if err != nil || u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return false
+	}
+	o, err := Origin(audience)
+	return err == nil && o == origin
+}

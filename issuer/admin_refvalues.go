@@ -2,7 +2,6 @@ package issuer
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -109,28 +108,31 @@ func (is *Issuer) handleListRevokedRefValues(w http.ResponseWriter, r *http.Requ
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (is *Issuer) handleReinstateRefValue(w http.ResponseWriter, r *http.Request) {
-	digest := strings.ToLower(r.PathValue("digest"))
-	if b, err := hex.DecodeString(digest); err != nil || len(b) == 0 {
-		writeJSON(w, http.StatusBadRequest, &api.Error{Code: "invalid_request", Description: "the digest must be hex"})
-		return
+// ReinstateReferenceValue lifts the revocation of digest (hex; case-insensitive): first the
+// status store's label revocation (store.StatusStore.ReinstateLabel: new tokens carrying it
+// may be allocated again), then the policy's, when the policy keeps revocations
+// (ReferenceValueAdmin). It reports whether there was something to lift: always true under a
+// policy that keeps none (the label is lifted whether or not it was revoked). Errors wrap
+// refvalues.ErrBadDigest or store.ErrUnavailable.
+func (is *Issuer) ReinstateReferenceValue(ctx context.Context, digest string) (bool, error) {
+	d, err := refvalues.NormalizeDigest(digest)
+	if err != nil {
+		return false, err
 	}
-	// Revoking tokens by a reference value also revokes the label in the status store, which
-	// then refuses new tokens carrying it (store.ErrLabelRevoked) until it is lifted here:
-	// first the label, then the policy's revocation, if the policy keeps any.
 	if is.status.store != nil {
-		if err := is.status.store.ReinstateLabel(r.Context(), digest); err != nil {
-			is.writeError(w, r, fmt.Errorf("issuer: reinstate label: %w", err))
-			return
+		if err := is.status.store.ReinstateLabel(ctx, d); err != nil {
+			return false, fmt.Errorf("issuer: reinstate label: %w", err)
 		}
 	}
 	adm, ok := is.cfg.Policy.(ReferenceValueAdmin)
-	if !ok { // the policy keeps no revocations: lifting the label was all there was to do
-		is.cfg.Log.InfoContext(r.Context(), "reference value reinstated for new tokens", "digest", digest)
-		w.WriteHeader(http.StatusNoContent)
-		return
+	if !ok {
+		return true, nil
 	}
-	found, err := adm.ReinstateReferenceValue(r.Context(), r.PathValue("digest"))
+	return adm.ReinstateReferenceValue(ctx, d)
+}
+
+func (is *Issuer) handleReinstateRefValue(w http.ResponseWriter, r *http.Request) {
+	found, err := is.ReinstateReferenceValue(r.Context(), r.PathValue("digest"))
 	if err != nil {
 		is.writeRefValueError(w, r, err)
 		return
@@ -139,7 +141,7 @@ func (is *Issuer) handleReinstateRefValue(w http.ResponseWriter, r *http.Request
 		writeJSON(w, http.StatusNotFound, &api.Error{Code: "not_found", Description: "that reference value is not revoked in the store (revocations in the policy file stay until the file changes)"})
 		return
 	}
-	is.cfg.Log.InfoContext(r.Context(), "reference value reinstated", "digest", r.PathValue("digest"))
+	is.cfg.Log.InfoContext(r.Context(), "reference value reinstated", "digest", strings.ToLower(r.PathValue("digest")))
 	w.WriteHeader(http.StatusNoContent)
 }
 

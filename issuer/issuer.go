@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"slices"
 	"strconv"
 	"time"
@@ -262,24 +261,23 @@ func (is *Issuer) checkRequest(req *api.AttestRequest) error {
 		return fmt.Errorf("%w: audience is required", ErrBadRequest)
 	case len(is.cfg.Audiences) > 0 && !slices.Contains(is.cfg.Audiences, req.Audience):
 		return fmt.Errorf("%w: %q", ErrAudience, req.Audience)
-	case req.Origin != "" && !ofOrigin(req.Audience, req.Origin):
-		return fmt.Errorf("%w: the evidence was made for the relying party at %s, and %q is not a URL of that origin", ErrAudience, req.Origin, req.Audience)
+	case len(req.Origin) > MaxAudienceSize:
+		return fmt.Errorf("%w: origin longer than %d bytes", ErrBadRequest, MaxAudienceSize)
+	case req.Origin != "" && !isOrigin(req.Origin):
+		return fmt.Errorf("%w: origin %q is not a serialized origin (scheme://host[:port])", ErrBadRequest, req.Origin)
+	case req.Origin != "" && !api.AudienceOfOrigin(req.Audience, req.Origin):
+		return fmt.Errorf("%w: the evidence was made for the relying party at %q, and %q is not a URL of that origin", ErrAudience, req.Origin, req.Audience)
 	}
 	return nil
 }
 
-// ofOrigin reports whether audience is an http(s) URL, without userinfo, query or fragment,
-// whose origin (api.Origin) is origin.
-func ofOrigin(audience, origin string) bool {
-	u, err := url.Parse(audience)
-	if err != nil || u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		return false
-	}
-	o, err := api.Origin(audience)
-	return err == nil && o == origin
+// isOrigin reports whether o is an origin in api.Origin's serialization.
+func isOrigin(o string) bool {
+	s, err := api.Origin(o)
+	return err == nil && s == o
 }
 
-// MaxAudienceSize bounds the requested audience (bytes).
+// MaxAudienceSize bounds the requested audience and origin (bytes).
 const MaxAudienceSize = 256
 
 // acceptableCNF admits the confirmation keys that DPoP proofs and the key broker's JWE key

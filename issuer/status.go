@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"reflect"
@@ -17,6 +16,7 @@ import (
 	"github.com/passport-attest/passport/api"
 	"github.com/passport-attest/passport/evidence"
 	"github.com/passport-attest/passport/policy"
+	"github.com/passport-attest/passport/refvalues"
 	"github.com/passport-attest/passport/store"
 	"github.com/passport-attest/passport/token"
 )
@@ -194,7 +194,9 @@ func (is *Issuer) signStatusList(id uint64, b []byte, digest [sha256.Size]byte, 
 
 // Revoke sets to invalid the status of every live token sel picks: one token by jti
 // (sel.ID), every token of an attester by its sub (sel.Subject), or every token whose
-// evidence matched a reference value (sel.Label, a hex digest). The bits are visible in the
+// evidence carried a digest (sel.Label, a hex SHA-1/256/384/512 digest: a matched reference
+// value or a measured digest the issuer recorded). A label revocation also makes the store
+// refuse new tokens carrying it until ReinstateReferenceValue. The bits are visible in the
 // next Status List Token of every issuer sharing the store, and pushed to connected relying
 // parties. A jti naming no live token is ErrNotRevocable; other selectors may revoke nothing.
 // Errors also wrap ErrBadRequest or store.ErrUnavailable.
@@ -203,12 +205,13 @@ func (is *Issuer) Revoke(ctx context.Context, sel store.Selector) (*api.RevokeRe
 		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	if sel.Label != "" {
-		sel.Label = strings.ToLower(sel.Label)
-		// The store revokes the label itself too, until it is reinstated (DELETE, which takes
-		// hex only): refuse what could never be lifted.
-		if b, err := hex.DecodeString(sel.Label); err != nil || len(b) == 0 {
-			return nil, fmt.Errorf("%w: a reference value is a hex digest", ErrBadRequest)
+		// The store revokes the label itself too, until it is reinstated, which takes digests
+		// only: refuse what could never be lifted.
+		d, err := refvalues.NormalizeDigest(sel.Label)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 		}
+		sel.Label = d
 	}
 	revs, err := is.status.store.RevokeStatus(ctx, sel)
 	if err != nil {

@@ -722,18 +722,19 @@ func base64URL(s string) ([]byte, error) {
 	return base64.RawURLEncoding.DecodeString(s)
 }
 
-// TestRevokeReferenceValueMustBeHex: a reference value to revoke is a hex digest; anything else
+// TestRevokeReferenceValueMustBeHex: a reference value to revoke is a hex SHA digest; anything else
 // is refused before the store records it (it could never be reinstated).
 func TestRevokeReferenceValueMustBeHex(t *testing.T) {
 	a := testenv.Attester(t, testenv.DefaultLog)
 	srv := testenv.Issuer(t, testenv.IssuerOptions{TrustAKs: []crypto.PublicKey{a.AKPublic()}})
 	url := admin(t, srv.Issuer)
-	for _, v := range []string{" abcd", "xyz", "abc"} {
+	digest := strings.Repeat("ab", 32)
+	for _, v := range []string{" " + digest, "xyz", "abc", digest[:62]} {
 		if code, body := adminPost(t, url, api.PathAdminRevoke, api.RevokeRequest{ReferenceValue: v}, adminCredential); code != http.StatusBadRequest {
 			t.Errorf("revoke %q: %d %s, want 400", v, code, body)
 		}
 	}
-	if code, body := adminPost(t, url, api.PathAdminRevoke, api.RevokeRequest{ReferenceValue: "ABCD"}, adminCredential); code != http.StatusOK {
+	if code, body := adminPost(t, url, api.PathAdminRevoke, api.RevokeRequest{ReferenceValue: strings.ToUpper(digest)}, adminCredential); code != http.StatusOK {
 		t.Errorf("revoke a hex digest: %d %s", code, body)
 	}
 }

@@ -27,8 +27,10 @@ type Appraisal struct {
 	PolicyID string
 	// Failures lists the rules that did not hold, in words an operator can act on.
 	Failures []Failure
-	// ReferenceValues lists (sorted, unique, lowercase hex) the reference values the evidence
-	// matched; the token carries them (submods.tpm.measurements.reference_values).
+	// ReferenceValues lists (sorted, unique, hex as the policy's sets write them) the reference
+	// values the evidence matched; the token carries them
+	// (submods.tpm.measurements.reference_values) and the issuer records them, lower-cased,
+	// with the token's status entry.
 	ReferenceValues []string
 	// RecordMeasured is set when a rule reads a reference-value set: the appraisal then vouched
 	// for every event digest of PCRs 0-9, and the issuer records Measured(s) with the token's

@@ -2,12 +2,12 @@ package relyingparty
 
 import (
 	"fmt"
-
-	"github.com/passport-attest/passport/api"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/passport-attest/passport/api"
 )
 
 // ErrNoExternalURL: a DPoP proof or background-check evidence must be checked and the
@@ -66,8 +66,8 @@ func (m *middleware) checkConfig() error {
 		// The attester binds the origin it reached into its evidence, and the issuer mints
 		// only for audiences of that origin: the Verifier's audience must be one.
 		m.origin, _ = api.Origin(m.external.String())
-		if aud, aerr := api.Origin(m.v.expect.Audience); aerr != nil || aud != m.origin {
-			err = fmt.Errorf("%w: background check: the Verifier's audience %q is not a URL of the external URL's origin %s, which attesters bind into their evidence", ErrConfig, m.v.expect.Audience, m.origin)
+		if !api.AudienceOfOrigin(m.v.expect.Audience, m.origin) {
+			err = fmt.Errorf("%w: background check: the Verifier's audience %q is not a URL of the external URL's origin %s (without userinfo, query or fragment), which attesters bind into their evidence", ErrConfig, m.v.expect.Audience, m.origin)
 		}
 	}
 	if err != nil {

@@ -4,9 +4,9 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
-	"github.com/passport-attest/passport/config"
 	"os"
 
+	"github.com/passport-attest/passport/config"
 	"github.com/passport-attest/passport/enroll"
 	"github.com/passport-attest/passport/evidence"
 	"github.com/passport-attest/passport/store"
