@@ -163,3 +163,22 @@ func TestBackgroundCheckNeedsOriginAudience(t *testing.T) {
 		t.Fatalf("%d, log %q", resp.StatusCode, logs.String())
 	}
 }
+
+// TestBackgroundCheckNeedsASCIIOrigin: a public URL whose host is not ASCII has no origin an
+// attester binds (api.Origin refuses it), so a background-check route on it fails closed at
+// start, saying why.
+func TestBackgroundCheckNeedsASCIIOrigin(t *testing.T) {
+	w := newBGWorld(t)
+	logs := &logBuffer{}
+	ext := &url.URL{Scheme: "https", Host: "v\u0130ctim.example"}
+	v, err := NewVerifier(Config{Issuer: w.issuer.URL, Audience: "https://victim.example", KeySet: NewStaticKeySet(w.issuer.Keyring.PublicSet())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := Middleware(v, WithBackgroundCheck(w.bc), WithExternalURL(ext), WithLogger(logs.logger()))(http.NotFoundHandler())
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "https://victim.example/r", nil))
+	if rec.Code != 500 || rec.Header().Get(api.HeaderNonce) != "" || !strings.Contains(logs.String(), "no origin attesters can bind") {
+		t.Fatalf("%d, log %q", rec.Code, logs.String())
+	}
+}

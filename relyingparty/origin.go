@@ -65,8 +65,12 @@ func (m *middleware) checkConfig() error {
 	if err == nil && m.bg != nil {
 		// The attester binds the origin it reached into its evidence, and the issuer mints
 		// only for audiences of that origin: the Verifier's audience must be one.
-		m.origin, _ = api.Origin(m.external.String())
-		if !api.AudienceOfOrigin(m.v.expect.Audience, m.origin) {
+		var oerr error
+		m.origin, oerr = api.Origin(m.external.String())
+		switch {
+		case oerr != nil: // e.g. a non-ASCII host, which attesters never bind
+			err = fmt.Errorf("%w: background check: WithExternalURL has no origin attesters can bind: %w", ErrConfig, oerr)
+		case !api.AudienceOfOrigin(m.v.expect.Audience, m.origin):
 			err = fmt.Errorf("%w: background check: the Verifier's audience %q is not a URL of the external URL's origin %s (without userinfo, query or fragment), which attesters bind into their evidence", ErrConfig, m.v.expect.Audience, m.origin)
 		}
 	}

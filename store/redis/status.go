@@ -91,8 +91,15 @@ func (s *Store) channel() string { return s.prefix + "status:revocations" }
 
 // digestKey returns base + kind + ":" + hex(SHA-256(v)).
 func digestKey(base, kind, v string) string {
+	return base + kind + ":" + labelField(v)
+}
+
+// labelField is the hex SHA-256 of v: the last segment of v's digestKey, and v's field in a
+// shard's revoked-labels hash (the scripts take it from the label set's key, after its last
+// ':').
+func labelField(v string) string {
 	sum := sha256.Sum256([]byte(v))
-	return base + kind + ":" + hex.EncodeToString(sum[:])
+	return hex.EncodeToString(sum[:])
 }
 
 // allocateScript reserves the next index of a shard and records it, atomically; it also runs
@@ -103,8 +110,8 @@ func digestKey(base, kind, v string) string {
 // or different stops the script before it writes anything.
 //
 // KEYS: next, lexp, id record, subject set, clock record, epoch marker, revoked-labels hash
-// (revokeScript sets a field per revoked label: the hex part of its label set's key), label
-// sets...
+// (revokeScript sets a field per revoked label: labelField, the segment of its label set's
+// key after the last ':'), label sets...
 // ARGV: base, list size, now ms, expires ms, clock flag, reset, restart, clock high, clock
 // low, clock ttl ms, epoch id.
 // Returns {n, index} (n is the shard-local list number), {-1} when the id is live, {-2} on a
@@ -116,8 +123,8 @@ local now, exp = tonumber(ARGV[3]), tonumber(ARGV[4])
 local ttl = exp - now
 if redis.call('EXISTS', KEYS[3]) == 1 then return {-1} end
 if #KEYS > 7 then
-  local fields, skip = {}, #base + 5
-  for i = 8, #KEYS do fields[#fields + 1] = string.sub(KEYS[i], skip) end
+  local fields = {}
+  for i = 8, #KEYS do fields[#fields + 1] = string.match(KEYS[i], '[^:]+$') end
   for _, v in ipairs(redis.call('HMGET', KEYS[7], unpack(fields))) do
     if v then return {-4} end
   end
@@ -228,15 +235,15 @@ func (s *Store) AllocateStatus(ctx context.Context, e store.StatusEntry) (store.
 //
 // When ARGV[7] is not empty it is the shard's epoch id and a missing or different marker
 // (KEYS[3]) stops the script before it writes anything. When ARGV[8] is "1" (a label) it
-// first records the label as revoked in the shard's revoked-labels hash KEYS[4] (field: the
-// hex part of KEYS[1]), which allocateScript checks: an entry is either allocated before this
+// first records the label as revoked in the shard's revoked-labels hash KEYS[4] (field:
+// labelField, the segment of KEYS[1] after its last ':'), which allocateScript checks: an entry is either allocated before this
 // script, and found by it, or refused.
 //
 // ARGV: base, kind, now ms, channel, shard, shards, epoch id, label flag. Returns {n, index,
 // n, index, ...}, or {-3} when the epoch marker shows a data loss.
 var revokeScript = redis.NewScript(`
 if ARGV[7] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[7] then return {-3} end
-if ARGV[8] == '1' then redis.call('HSET', KEYS[4], string.sub(KEYS[1], #ARGV[1] + 5), '1') end
+if ARGV[8] == '1' then redis.call('HSET', KEYS[4], string.match(KEYS[1], '[^:]+$'), '1') end
 local base, now = ARGV[1], tonumber(ARGV[3])
 local shard, shards = tonumber(ARGV[5]), tonumber(ARGV[6])
 local members
@@ -345,8 +352,7 @@ func (s *Store) ReinstateLabel(ctx context.Context, label string) error {
 	ctx = context.WithoutCancel(ctx)
 	for shard := uint64(0); shard < s.status.shards; shard++ {
 		base := s.shardBase(shard)
-		field := strings.TrimPrefix(digestKey(base, "lbl", label), base+"lbl:")
-		if err := s.client.HDel(ctx, base+"rlbls", field).Err(); err != nil {
+		if err := s.client.HDel(ctx, base+"rlbls", labelField(label)).Err(); err != nil {
 			return unavailable("reinstate label", err)
 		}
 	}
