@@ -30,6 +30,7 @@ type KBS struct {
 	AuditLog        string        // audit-log: file of JSON audit lines; the log output when empty
 	Redis           string        // redis: redis:// URL holding the secrets, encrypted under kek
 	RedisPrefix     string        // redis-prefix: key prefix of the secrets in Redis
+	RedisTimeout    time.Duration // redis-timeout: dial, read and write timeout of each Redis call
 	KEK             string        // kek: key-encryption key file for redis
 	AdminAddr       string        // admin-addr: admin API listener; off when empty
 	AdminCredential string        // admin-credential: file holding the admin bearer credential
@@ -48,6 +49,7 @@ func DefaultKBS() KBS {
 		Addr:         DefaultKBSAddr,
 		StatusMaxAge: DefaultStatusMaxAge,
 		RedisPrefix:  "passport-kbs",
+		RedisTimeout: DefaultRedisTimeout,
 		JWKSTimeout:  10 * time.Second,
 		Server:       DefaultServer(),
 		Log:          Log{Level: "info", Format: "json"},
@@ -69,6 +71,7 @@ func (k *KBS) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&k.AuditLog, "audit-log", k.AuditLog, "file the JSON audit lines are appended to (the log output, stderr, when empty)")
 	fs.StringVar(&k.Redis, "redis", k.Redis, "Redis URL (redis://host:port/db) holding the secrets, encrypted under --kek")
 	fs.StringVar(&k.RedisPrefix, "redis-prefix", k.RedisPrefix, "key prefix of the secrets in Redis")
+	fs.DurationVar(&k.RedisTimeout, "redis-timeout", k.RedisTimeout, "dial, read and write timeout of each Redis call")
 	fs.StringVar(&k.KEK, "kek", k.KEK, "key-encryption key file for --redis (32 raw bytes, 64 hex digits or base64)")
 	fs.StringVar(&k.AdminAddr, "admin-addr", k.AdminAddr, "listen address of the authenticated admin API (off when empty; never the public listener)")
 	fs.StringVar(&k.AdminCredential, "admin-credential", k.AdminCredential, "file holding the admin bearer credential (at least 16 bytes)")
@@ -113,6 +116,7 @@ func (k *KBS) Validate() error {
 		if k.RedisPrefix == "" {
 			e.add("redis-prefix", "must not be empty")
 		}
+		e.positive("redis-timeout", k.RedisTimeout)
 	} else if k.KEK != "" {
 		e.add("kek", "needs redis")
 	}

@@ -9,9 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/passport-attest/passport/api"
@@ -168,16 +166,9 @@ func openSecretStore(ctx context.Context, f kbsFlags) (kbs.Store, func(), error)
 	if err != nil {
 		return nil, nil, err
 	}
-	opt, err := redis.ParseURL(f.Redis)
+	client, err := dialRedis(ctx, "redis", f.Redis, f.RedisTimeout)
 	if err != nil {
-		return nil, nil, fmt.Errorf("--redis: %w", err)
-	}
-	client := redis.NewClient(opt)
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := client.Ping(pctx).Err(); err != nil {
-		client.Close()
-		return nil, nil, fmt.Errorf("redis %s: %w", opt.Addr, err)
+		return nil, nil, err
 	}
 	s, err := kbs.NewRedisStore(client, f.RedisPrefix, kek)
 	clear(kek)

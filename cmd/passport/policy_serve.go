@@ -3,13 +3,10 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/passport-attest/passport/policy"
 	"github.com/passport-attest/passport/refvalues"
@@ -21,7 +18,7 @@ import (
 // every --policy-poll until ctx ends. The returned function closes the store's connection.
 func startPolicyEngine(ctx context.Context, f serveFlags) (*policy.Engine, func(), error) {
 	log := logger()
-	store, closeStore, err := openReferenceValues(ctx, f.ReferenceValues, f.Redis)
+	store, closeStore, err := openReferenceValues(ctx, f.ReferenceValues, f.Redis, f.RedisTimeout)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -52,8 +49,9 @@ func startPolicyEngine(ctx context.Context, f serveFlags) (*policy.Engine, func(
 	return eng, closeStore, nil
 }
 
-// openReferenceValues opens the --reference-values store.
-func openReferenceValues(ctx context.Context, source, redisURL string) (refvalues.Store, func(), error) {
+// openReferenceValues opens the --reference-values store; "redis" opens redisURL as serve's
+// own --redis (dialRedis, timeout per call).
+func openReferenceValues(ctx context.Context, source, redisURL string, timeout time.Duration) (refvalues.Store, func(), error) {
 	switch source {
 	case "":
 		return refvalues.NewMemory(), func() {}, nil
@@ -61,16 +59,9 @@ func openReferenceValues(ctx context.Context, source, redisURL string) (refvalue
 		if redisURL == "" {
 			return nil, nil, errors.New("--reference-values redis needs --redis URL")
 		}
-		opt, err := redis.ParseURL(redisURL)
+		client, err := dialRedis(ctx, "redis", redisURL, timeout)
 		if err != nil {
-			return nil, nil, fmt.Errorf("--redis: %w", err)
-		}
-		client := redis.NewClient(opt)
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		if err := client.Ping(pctx).Err(); err != nil {
-			client.Close()
-			return nil, nil, fmt.Errorf("redis %s: %w", opt.Addr, err)
+			return nil, nil, err
 		}
 		return redisrefs.New(client, "passport"), func() { client.Close() }, nil
 	}

@@ -48,16 +48,12 @@ func addScaleFlags(fl *pflag.FlagSet, f *scaleFlags) {
 // openRedis opens the --redis URL (one server, redis+sentinel:// or redis+cluster://), checks
 // that it answers and that its maxmemory-policy cannot evict keys.
 func openRedis(ctx context.Context, url string, timeout time.Duration, allowEvicting bool, log *slog.Logger) (redis.UniversalClient, error) {
-	client, err := redisstore.OpenTimeout(url, timeout)
+	client, err := dialRedis(ctx, "redis", url, timeout)
 	if err != nil {
-		return nil, fmt.Errorf("--redis: %w", err)
+		return nil, err
 	}
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	pctx, cancel := context.WithTimeout(ctx, redisPingTimeout)
 	defer cancel()
-	if err := client.Ping(pctx).Err(); err != nil {
-		client.Close()
-		return nil, fmt.Errorf("redis: %w", err)
-	}
 	if err := checkEviction(pctx, client, allowEvicting, log); err != nil {
 		client.Close()
 		return nil, err

@@ -303,6 +303,10 @@ func TestOpen(t *testing.T) {
 		{url: "memcached://a:1", err: true},
 		{url: "redis+foo://a:1", err: true},
 		{url: "127.0.0.1:6379", err: true},
+		// go-redis drops what url.URL.Query cannot parse: the options would silently not apply.
+		{url: "redis://h:6379/0?dial_timeout=1s;pool_size=3", err: true},
+		{url: "unix:///run/redis.sock?db=3;protocol=3", err: true},
+		{url: "redis://h:6379/0?dial_timeout=%zz", err: true},
 	}
 	for _, tc := range cases {
 		c, err := Open(tc.url)

@@ -43,6 +43,17 @@ func OpenTimeout(rawURL string, timeout time.Duration) (redis.UniversalClient, e
 	if !ok {
 		return nil, fmt.Errorf("redisstore: %q is not a redis:// URL", redact(rawURL))
 	}
+	// go-redis reads options through url.URL.Query, which drops what it cannot parse
+	// (';'-separated pairs, bad escapes) without a word: refuse them instead of running on
+	// defaults the operator did not choose.
+	if _, query, ok := strings.Cut(rest, "?"); ok {
+		if strings.Contains(query, ";") {
+			return nil, fmt.Errorf("redisstore: %s: separate query options with '&', not ';'", redact(rawURL))
+		}
+		if _, err := url.ParseQuery(query); err != nil {
+			return nil, fail(rawURL, fmt.Errorf("query options: %w", err))
+		}
+	}
 	if strings.ToLower(scheme) == "unix" { // a local server's socket: no TCP loopback cost
 		// go-redis takes unix://tmp/r.sock as host "tmp" and path /r.sock, and dials /r.sock:
 		// refuse a host part rather than dial a socket the operator did not name.
