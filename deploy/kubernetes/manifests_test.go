@@ -34,6 +34,14 @@ type manifests struct {
 	services     []*corev1.Service
 	pdbs         []*policyv1.PodDisruptionBudget
 	netpols      []*networkingv1.NetworkPolicy
+	images       []kustomizeImage // kustomization.yaml's images: overrides
+}
+
+// kustomizeImage is one entry of a kustomization's images list.
+type kustomizeImage struct {
+	Name   string `json:"name"`
+	NewTag string `json:"newTag,omitempty"`
+	Digest string `json:"digest,omitempty"`
 }
 
 // workload is the part of a Deployment or StatefulSet the cross-reference checks need.
@@ -69,10 +77,11 @@ var operatorConfigMaps = map[string]bool{
 func load(t *testing.T) *manifests {
 	t.Helper()
 	var k struct {
-		APIVersion string   `json:"apiVersion"`
-		Kind       string   `json:"kind"`
-		Namespace  string   `json:"namespace"`
-		Resources  []string `json:"resources"`
+		APIVersion string           `json:"apiVersion"`
+		Kind       string           `json:"kind"`
+		Namespace  string           `json:"namespace"`
+		Resources  []string         `json:"resources"`
+		Images     []kustomizeImage `json:"images"`
 	}
 	raw, err := os.ReadFile("kustomization.yaml")
 	if err != nil {
@@ -85,7 +94,7 @@ func load(t *testing.T) *manifests {
 		t.Fatalf("kustomization.yaml: kind %q with %d resources", k.Kind, len(k.Resources))
 	}
 	listed := map[string]bool{}
-	m := &manifests{configMaps: map[string]*corev1.ConfigMap{}}
+	m := &manifests{configMaps: map[string]*corev1.ConfigMap{}, images: k.Images}
 	for _, res := range k.Resources {
 		listed[res] = true
 		data, err := os.ReadFile(res)
@@ -168,6 +177,41 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 	m := load(t)
 	if len(m.deployments) == 0 || len(m.services) == 0 {
 		t.Fatalf("decoded %d Deployments and %d Services", len(m.deployments), len(m.services))
+	}
+}
+
+// TestImagesPinned: no container runs a floating tag (none, or latest), whose content changes
+// under the operator between two rollouts of the same manifests, and passport's own image is
+// set in one place, kustomization.yaml's images list, with a pinned tag or a digest.
+func TestImagesPinned(t *testing.T) {
+	m := load(t)
+	pinned := map[string]bool{}
+	for _, im := range m.images {
+		if im.Digest == "" && (im.NewTag == "" || im.NewTag == "latest") {
+			t.Errorf("kustomization.yaml images: %s has no pinned tag or digest", im.Name)
+		}
+		pinned[im.Name] = true
+	}
+	seen := false
+	for _, w := range m.workloads() {
+		for _, c := range append(w.template.Spec.InitContainers, w.template.Spec.Containers...) {
+			name, tag := c.Image, ""
+			if i := strings.LastIndex(c.Image, ":"); i > strings.LastIndex(c.Image, "/") {
+				name, tag = c.Image[:i], c.Image[i+1:]
+			}
+			if !strings.Contains(c.Image, "@sha256:") && (tag == "" || tag == "latest") {
+				t.Errorf("%s %s container %s: image %q has a floating tag", w.kind, w.name, c.Name, c.Image)
+			}
+			if name == "ghcr.io/passport-attest/passport" {
+				seen = true
+				if !pinned[name] {
+					t.Errorf("%s %s: %s is not in kustomization.yaml's images list", w.kind, w.name, name)
+				}
+			}
+		}
+	}
+	if !seen {
+		t.Error("no container runs ghcr.io/passport-attest/passport")
 	}
 }
 
