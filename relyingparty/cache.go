@@ -38,6 +38,7 @@ type cacheEntry struct {
 	key    cacheKey
 	raw    string // the verified token, compared in full on every hit
 	claims *token.Claims
+	by     keyRef // the key that verified raw; the entry is valid only while it is held
 }
 
 // tokenCache is a bounded LRU of tokens that passed verification, with an index by jti for
@@ -61,9 +62,9 @@ func newTokenCache(max int) *tokenCache {
 
 // get returns the claims of the cached token raw, whose key is k. An entry whose token differs
 // from raw is a miss and stays cached. An entry past its exp (expiredAt, in Unix seconds,
-// leeway applied) is dropped and reported as a miss, so that the caller verifies the token in
-// full and reports why.
-func (c *tokenCache) get(k cacheKey, raw string, expiredAt int64) (*token.Claims, bool) {
+// leeway applied), or whose verification key held no longer reports held, is dropped and
+// reported as a miss, so that the caller verifies the token in full and reports why.
+func (c *tokenCache) get(k cacheKey, raw string, expiredAt int64, held keyHolder) (*token.Claims, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.byKey[k]
@@ -74,7 +75,7 @@ func (c *tokenCache) get(k cacheKey, raw string, expiredAt int64) (*token.Claims
 	if !tokensEqual(e.raw, raw) {
 		return nil, false
 	}
-	if expiredAt > e.claims.Expiry {
+	if expiredAt > e.claims.Expiry || !held.holds(e.by) {
 		c.removeLocked(el)
 		return nil, false
 	}
@@ -82,9 +83,10 @@ func (c *tokenCache) get(k cacheKey, raw string, expiredAt int64) (*token.Claims
 	return e.claims, true
 }
 
-// put remembers the verified token raw (key k) with its claims. An entry with the same key and
-// another token (which SHA-256 collision resistance rules out in practice) is replaced.
-func (c *tokenCache) put(k cacheKey, raw string, claims *token.Claims) {
+// put remembers the verified token raw (key k) with its claims and the key that verified it.
+// An entry with the same key and another token (which SHA-256 collision resistance rules out
+// in practice) is replaced.
+func (c *tokenCache) put(k cacheKey, raw string, claims *token.Claims, by keyRef) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.byKey[k]; ok {
@@ -96,7 +98,7 @@ func (c *tokenCache) put(k cacheKey, raw string, claims *token.Claims) {
 	}
 	// A copy: raw may be a slice of a larger string (a whole Authorization header) that the
 	// cache must not keep alive.
-	el := c.ll.PushFront(&cacheEntry{key: k, raw: strings.Clone(raw), claims: claims})
+	el := c.ll.PushFront(&cacheEntry{key: k, raw: strings.Clone(raw), claims: claims, by: by})
 	c.byKey[k] = el
 	c.byJTI[claims.ID] = append(c.byJTI[claims.ID], el)
 	for c.ll.Len() > c.max {

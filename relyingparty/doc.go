@@ -23,8 +23,11 @@
 //
 // A token that passed is remembered (found by the SHA-256 of its signature segment, accepted
 // only when the whole token equals the stored one, compared in constant time; bounded LRU,
-// never past its exp), so presenting it again costs a hash and the cheap claim checks instead
-// of a signature verification. Verifier.Forget drops a revoked token from that cache.
+// never past its exp, and only while the key set still holds the key that verified it: a key
+// withdrawn from the issuer's JWKS stops its cached tokens at the key set's next refresh), so
+// presenting it again costs a hash and the cheap claim checks instead of a signature
+// verification. Verifier.Forget drops a revoked token from that cache. Key sets from other
+// packages cannot report a withdrawal, so with them the cache is off.
 //
 // Middleware wraps an http.Handler: it answers 401 with an RFC 6750 WWW-Authenticate challenge
 // when the bearer token is missing or invalid, and passes the verified claims and the raw token

@@ -162,6 +162,9 @@ func (c *countingKeySet) VerifySignature(ctx context.Context, raw string) ([]byt
 	return c.inner.VerifySignature(ctx, raw)
 }
 
+// holds forwards to the wrapped key set, so that the cache stays on (see Config.CacheSize).
+func (c *countingKeySet) holds(ref keyRef) bool { return c.inner.(keyHolder).holds(ref) }
+
 // newTestVerifier builds a verifier on s's public keys with an injected clock; mod edits the
 // configuration first.
 func newTestVerifier(t testing.TB, s *signer, clk *clock, mod func(*Config)) *Verifier {

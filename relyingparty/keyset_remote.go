@@ -172,8 +172,12 @@ func (k *RemoteKeySet) VerifySignature(ctx context.Context, raw string) ([]byte,
 		k.mu.Unlock()
 		return nil, fmt.Errorf("%w: %w: %s: %v", ErrUnknownKey, ErrKeySetUnavailable, k.url, last)
 	}
-	return ix.verify(raw, h)
+	return verifyWith(ctx, ix, raw, h)
 }
+
+// holds reports whether the key set held now (the last good one) has the key ref names. It
+// never fetches.
+func (k *RemoteKeySet) holds(ref keyRef) bool { return k.keys.Load().holds(ref) }
 
 // Refresh fetches the key set now, regardless of the refetch interval (joining a fetch in
 // flight), and returns that fetch's error. Use it at startup to fail fast.

@@ -41,8 +41,10 @@ func (s *staticKeySet) VerifySignature(ctx context.Context, raw string) ([]byte,
 	if err != nil {
 		return nil, err
 	}
-	return s.ix.verify(raw, h)
+	return verifyWith(ctx, s.ix, raw, h)
 }
+
+func (s *staticKeySet) holds(ref keyRef) bool { return s.ix.holds(ref) }
 
 // LoadJWKSFile reads a JWK Set (RFC 7517 section 5, at most 1 MiB) from path once and returns a
 // static KeySet of its usable keys, for relying parties that run offline. The file is never read

@@ -48,7 +48,10 @@ type Config struct {
 	// Longer tokens fail with ErrTooLarge before any parsing.
 	MaxTokenSize int
 	// CacheSize is the number of verified tokens remembered (LRU); zero means
-	// DefaultCacheSize, a negative value disables the cache.
+	// DefaultCacheSize, a negative value disables the cache. A cached token is accepted again
+	// only while the key set still holds the key that verified it (same kid, same key), so a
+	// key withdrawn from the issuer's JWKS stops its tokens at the next refresh. Only this
+	// package's key sets can answer that: with any other KeySet the cache is off.
 	CacheSize int
 	// Require, when set, is called with the claims of every token that passed all other
 	// checks, on cache hits too; a non-nil error refuses the token (wrapped in ErrRequirement).
@@ -79,6 +82,7 @@ type Verifier struct {
 	require func(*token.Claims) error
 	cel     *celRule
 	cache   *tokenCache
+	keys    keyHolder // the key set, asked on every cache hit whether it still holds the key
 	onCache func(hit bool)
 
 	dpopOnce sync.Once
@@ -147,11 +151,13 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		}
 		v.cel = r
 	}
+	holder, ours := cfg.KeySet.(keyHolder)
 	switch {
+	case !ours: // a foreign key set cannot say when a key is withdrawn: no cache
 	case cfg.CacheSize == 0:
-		v.cache = newTokenCache(DefaultCacheSize)
+		v.cache, v.keys = newTokenCache(DefaultCacheSize), holder
 	case cfg.CacheSize > 0:
-		v.cache = newTokenCache(cfg.CacheSize)
+		v.cache, v.keys = newTokenCache(cfg.CacheSize), holder
 	}
 	v.oidc = oidc.NewVerifier(cfg.Issuer, keySetAdapter{cfg.KeySet}, &oidc.Config{
 		ClientID:             cfg.Audience,
@@ -181,7 +187,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*token.Claims, error
 	var key cacheKey
 	if v.cache != nil {
 		key = keyOf(raw)
-		c, ok := v.cache.get(key, raw, v.expiredAt(now))
+		c, ok := v.cache.get(key, raw, v.expiredAt(now), v.keys)
 		if v.onCache != nil {
 			v.onCache(ok)
 		}
@@ -227,8 +233,8 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*token.Claims, error
 	if err != nil {
 		return nil, err
 	}
-	if v.cache != nil {
-		v.cache.put(key, raw, c)
+	if v.cache != nil && st.keyed {
+		v.cache.put(key, raw, c, st.key)
 	}
 	return out, nil
 }
