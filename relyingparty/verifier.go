@@ -39,8 +39,9 @@ type Config struct {
 	// Leeway is the clock skew allowed on exp and nbf, in whole seconds; zero means
 	// DefaultLeeway, a negative value means none. At most MaxLeeway.
 	Leeway time.Duration
-	// MinStatus is the worst acceptable overall EAR status; the zero value (TierNone) means
-	// token.TierAffirming.
+	// MinStatus is the worst acceptable overall EAR status: token.TierAffirming or
+	// token.TierWarning; the zero value (TierNone) means token.TierAffirming. Any other value
+	// is a configuration error.
 	MinStatus token.Tier
 	// Now is the clock; default time.Now.
 	Now func() time.Time
@@ -111,6 +112,10 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 		return nil, fmt.Errorf("%w: Leeway %s exceeds %s", ErrConfig, cfg.Leeway, MaxLeeway)
 	case cfg.MaxTokenSize < 0:
 		return nil, fmt.Errorf("%w: negative MaxTokenSize", ErrConfig)
+	case cfg.MinStatus != token.TierNone && cfg.MinStatus != token.TierAffirming && cfg.MinStatus != token.TierWarning:
+		// An unknown value would rank as the worst tier and accept every token; contraindicated
+		// would accept tokens the verifier says must not be trusted.
+		return nil, fmt.Errorf("%w: MinStatus %s: want affirming or warning", ErrConfig, cfg.MinStatus)
 	}
 	algs := cfg.Algorithms
 	if len(algs) == 0 {

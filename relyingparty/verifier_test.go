@@ -285,6 +285,9 @@ func TestNewVerifierConfig(t *testing.T) {
 		"CEL syntax":        func(c *Config) { c.RequireCEL = "status ==" },
 		"CEL not bool":      func(c *Config) { c.RequireCEL = "status" },
 		"CEL unknown var":   func(c *Config) { c.RequireCEL = "nope == 1" },
+		// An unknown tier ranked worst and so accepted every token, contraindicated too.
+		"unknown MinStatus":         func(c *Config) { c.MinStatus = token.Tier(3) },
+		"contraindicated MinStatus": func(c *Config) { c.MinStatus = token.TierContraindicated },
 	}
 	for name, mod := range bad {
 		t.Run(name, func(t *testing.T) {

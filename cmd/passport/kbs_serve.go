@@ -63,7 +63,8 @@ func kbsServe(ctx context.Context, f kbsFlags, logOut io.Writer, onReady func(ur
 	}
 	// The verifier's floor is warning: the per-resource policy decides above it (default:
 	// affirming only).
-	v, err := relyingparty.NewVerifier(relyingparty.Config{Issuer: iss, Audience: f.Audience, KeySet: ks, MinStatus: token.TierWarning})
+	v, err := relyingparty.NewVerifier(relyingparty.Config{Issuer: iss, Audience: f.Audience, KeySet: ks, MinStatus: token.TierWarning,
+		CacheObserver: o.metrics.TokenCache})
 	if err != nil {
 		return err
 	}

@@ -6,10 +6,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -96,6 +98,16 @@ func TestKBSCLI(t *testing.T) {
 	lines := auditLines(t, auditLog)
 	if n := len(lines); n != 4 || lines[2]["jti"] != lines[3]["jti"] || lines[1]["jti"] == lines[2]["jti"] {
 		t.Fatalf("audit lines %v: want the saved token reused once", lines)
+	}
+	// The reused token was found in the broker's verified-token cache, and /metrics says so.
+	mres, err := http.Get(kbsURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mbody, _ := io.ReadAll(mres.Body)
+	mres.Body.Close()
+	if !regexp.MustCompile(`(?m)^passport_rp_token_cache_lookups_total\{result="hit"\} [1-9]`).Match(mbody) {
+		t.Fatalf("kbs /metrics counts no token cache hit after a reused token:\n%s", grepLines(mbody, "token_cache"))
 	}
 
 	// A saved token the broker refuses (issued for another audience) is replaced once.
@@ -283,4 +295,15 @@ func TestKBSPublicURL(t *testing.T) {
 			t.Errorf("kbsPublicURL(%q, %q, tls %v) = %q, %v; want %q", tc.flag, tc.addr, tc.tls, got, err, tc.want)
 		}
 	}
+}
+
+// grepLines returns the lines of b that contain s, for failure messages.
+func grepLines(b []byte, s string) string {
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

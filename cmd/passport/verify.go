@@ -57,7 +57,7 @@ is accepted with a warning on stderr.`,
 }
 
 func runVerify(ctx context.Context, f verifyFlags, tokenFile string, stdout io.Writer) error {
-	raw, err := os.ReadFile(tokenFile)
+	raw, err := readTokenFile(tokenFile)
 	if err != nil {
 		return err
 	}
@@ -96,4 +96,25 @@ func runVerify(ctx context.Context, f verifyFlags, tokenFile string, stdout io.W
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(claims)
+}
+
+// maxTokenFile is the largest token file verify reads: the verifier's token limit plus room for
+// surrounding whitespace. A larger file is refused without being read whole.
+const maxTokenFile = relyingparty.DefaultMaxTokenSize + 4096
+
+// readTokenFile reads the token file path, at most maxTokenFile bytes.
+func readTokenFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) > maxTokenFile {
+		return nil, fmt.Errorf("token refused: %w: %s is over %d bytes", relyingparty.ErrTooLarge, path, maxTokenFile)
+	}
+	return raw, nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"encoding/json"
@@ -87,5 +88,18 @@ func TestVerifyStatus(t *testing.T) {
 	stale.status.maxAge = time.Nanosecond
 	if err := runVerify(ctx, stale, tokFile, io.Discard); !errors.Is(err, relyingparty.ErrStatusUnavailable) {
 		t.Fatalf("offline verify with a stale list = %v, want ErrStatusUnavailable", err)
+	}
+}
+
+// TestVerifyRefusesHugeTokenFile: verify refuses a token file over its limit without reading
+// it whole.
+func TestVerifyRefusesHugeTokenFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "huge.token")
+	if err := os.WriteFile(path, bytes.Repeat([]byte("A"), 8<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := readTokenFile(path)
+	if !errors.Is(err, relyingparty.ErrTooLarge) || raw != nil {
+		t.Fatalf("readTokenFile(8 MiB) = %d bytes, %v; want ErrTooLarge", len(raw), err)
 	}
 }
