@@ -24,9 +24,13 @@ import (
 func (is *Issuer) Appraise(ctx context.Context, req *api.AppraiseRequest) (*api.AppraiseResponse, error) {
 	switch {
 	case req == nil || req.Evidence == nil:
-		return nil, fmt.Errorf("%w: no evidence", ErrBadRequest)
+		err := fmt.Errorf("%w: no evidence", ErrBadRequest)
+		is.outcome(err)
+		return nil, err
 	case req.Audience == "":
-		return nil, fmt.Errorf("%w: audience is required", ErrBadRequest)
+		err := fmt.Errorf("%w: audience is required", ErrBadRequest)
+		is.outcome(err)
+		return nil, err
 	}
 	ev := *req.Evidence
 	ev.Audience = req.Audience
@@ -41,6 +45,7 @@ func (is *Issuer) Appraise(ctx context.Context, req *api.AppraiseRequest) (*api.
 func (is *Issuer) handleAppraise(w http.ResponseWriter, r *http.Request) {
 	var req api.AppraiseRequest
 	if err := decode(w, r, MaxAttestBody, &req); err != nil {
+		is.outcome(err) // refused before Attest, which counts every other outcome
 		is.writeError(w, r, err)
 		return
 	}

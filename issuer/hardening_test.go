@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/passport-attest/passport/evidence"
 	"github.com/passport-attest/passport/internal/forge"
 	"github.com/passport-attest/passport/internal/testenv"
+	"github.com/passport-attest/passport/issuer"
 	"github.com/passport-attest/passport/store"
 	"github.com/passport-attest/passport/store/memory"
 )
@@ -204,4 +206,39 @@ func testCNF(t *testing.T) *jose.JSONWebKey {
 		t.Fatal(err)
 	}
 	return &jose.JSONWebKey{Key: &k.PublicKey}
+}
+
+// TestOutcomeCountsRefusedBodies: attest and appraise requests refused before Attest (a body
+// that does not decode, an unknown field, a body over the cap, an appraisal without evidence)
+// are reported to Config.Outcome once each, with their api.Error code, as Attest reports every
+// other outcome.
+func TestOutcomeCountsRefusedBodies(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	srv := issuerWith(t, testenv.IssuerOptions{}, func(c *issuer.Config) {
+		c.Outcome = func(code string) { mu.Lock(); got = append(got, code); mu.Unlock() }
+	})
+	big := `{"nonce":"` + strings.Repeat("A", int(issuer.MaxAttestBody)) + `"}`
+	for _, tc := range []struct{ path, body, want string }{
+		{"/v1/attest", `{"nonce":`, "invalid_request"},
+		{"/v1/attest", `{"bogus":1}`, "invalid_request"},
+		{"/v1/attest", big, "request_too_large"},
+		{"/v1/appraise", `[`, "invalid_request"},
+		{"/v1/appraise", big, "request_too_large"},
+		{"/v1/appraise", `{"audience":"https://rp.example"}`, "invalid_request"},
+	} {
+		mu.Lock()
+		got = got[:0]
+		mu.Unlock()
+		res, err := http.Post(srv.URL+tc.path, "application/json", strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		mu.Lock()
+		if len(got) != 1 || got[0] != tc.want {
+			t.Errorf("%s %.40q: Outcome told %q, want [%s] once (HTTP %d)", tc.path, tc.body, got, tc.want, res.StatusCode)
+		}
+		mu.Unlock()
+	}
 }

@@ -71,6 +71,7 @@ func (is *Issuer) handleChallenge(w http.ResponseWriter, r *http.Request) {
 func (is *Issuer) handleAttest(w http.ResponseWriter, r *http.Request) {
 	var req api.AttestRequest
 	if err := decode(w, r, MaxAttestBody, &req); err != nil {
+		is.outcome(err) // refused before Attest, which counts every other outcome
 		is.writeError(w, r, err)
 		return
 	}
@@ -81,6 +82,13 @@ func (is *Issuer) handleAttest(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, res)
+}
+
+// outcome tells Config.Outcome, when set, the result err of an attestation request.
+func (is *Issuer) outcome(err error) {
+	if is.cfg.Outcome != nil {
+		is.cfg.Outcome(outcomeCode(err))
+	}
 }
 
 // errTooLarge marks a body over its cap (413).

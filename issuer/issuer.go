@@ -74,9 +74,12 @@ type Config struct {
 	// Observe, when set, is told how long each appraisal step took: StepVerify (evidence),
 	// StepPolicy and StepSign. The demo prints these; metrics can record them.
 	Observe func(step string, d time.Duration)
-	// Outcome, when set, is told the result of every Attest call: "" when a token was issued,
-	// otherwise the api.Error code StatusOf gives the error (e.g. "nonce_reused"). Metrics count
-	// it; it never sees tokens, nonces or keys.
+	// Outcome, when set, is told the result of every attestation request, once: every Attest
+	// call (Appraise calls Attest), an Appraise refused before it, and an attest or appraise
+	// request whose body could not be decoded ("invalid_request") or was too large
+	// ("request_too_large"). The code is "" when a token was issued, otherwise the api.Error
+	// code StatusOf gives the error (e.g. "nonce_reused"). Metrics count it; it never sees
+	// tokens, nonces or keys.
 	Outcome func(code string)
 	// Status keeps the Token Status Lists: every token gets an entry before it is signed (no
 	// entry, no token). Default: Nonces, when it implements store.StatusStore. When Clocks is
