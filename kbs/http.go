@@ -15,6 +15,12 @@ import (
 // temporarily_unavailable refusal (issuer keys, revocation status or secret store unavailable).
 const RetryAfterUnavailable = "2"
 
+// The routes Handler names in r.Pattern (ServeMux pattern syntax).
+const (
+	RouteResource = "GET " + api.PathKBSResource + "{repository}/{type}/{tag}"
+	RouteHealthz  = "GET /healthz"
+)
+
 // Realm is the realm of the broker's WWW-Authenticate challenges.
 const Realm = "passport-kbs"
 
@@ -28,12 +34,17 @@ const Realm = "passport-kbs"
 //
 // The URL a DPoP proof must name is Config.PublicURL followed by the request's escaped path;
 // the request's Host header is never used.
+//
+// The handler routes by itself (a ServeMux would clean the path first) and names the route it
+// served in r.Pattern, RouteResource or RouteHealthz, as a ServeMux does, so that per-route
+// metrics (metrics.Middleware) tell releases from probes; other paths leave r.Pattern alone.
 func (b *Broker) Handler() http.Handler {
 	base := b.public
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.EscapedPath()
 		switch {
 		case strings.HasPrefix(p, api.PathKBSResource):
+			r.Pattern = RouteResource
 			if r.Method != http.MethodGet {
 				w.Header().Set("Allow", http.MethodGet)
 				writeJSON(w, http.StatusMethodNotAllowed, &api.Error{Code: "method_not_allowed", Description: "use GET"})
@@ -41,6 +52,7 @@ func (b *Broker) Handler() http.Handler {
 			}
 			b.serveResource(w, r, strings.TrimPrefix(p, api.PathKBSResource), base)
 		case p == "/healthz":
+			r.Pattern = RouteHealthz
 			writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 		default:
 			writeJSON(w, http.StatusNotFound, &api.Error{Code: "not_found", Description: "no such endpoint"})

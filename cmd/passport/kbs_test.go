@@ -109,6 +109,10 @@ func TestKBSCLI(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^passport_rp_token_cache_lookups_total\{result="hit"\} [1-9]`).Match(mbody) {
 		t.Fatalf("kbs /metrics counts no token cache hit after a reused token:\n%s", grepLines(mbody, "token_cache"))
 	}
+	// Releases have a latency series of their own, apart from probes and unknown paths.
+	if !strings.Contains(string(mbody), `passport_http_request_duration_seconds_count{code="200",listener="public",route="GET /kbs/v0/resource/{repository}/{type}/{tag}"}`) {
+		t.Fatalf("kbs /metrics has no release route:\n%s", grepLines(mbody, "request_duration_seconds_count"))
+	}
 
 	// A saved token the broker refuses (issued for another audience) is replaced once.
 	if _, err := run(ctx, t, "attest", "--issuer", iss, "--audience", "another-service", "--tpm", "simulator", "--event-log", logPath, "--out", tokFile); err != nil {
