@@ -20,10 +20,22 @@
 // Verifier remembers every accepted proof's jti (scoped by its key's RFC 7638 thumbprint) until
 // the last instant the proof could still pass the iat check, max(now, iat) + Window, so that a
 // proof with a future iat cannot be replayed after its jti is forgotten. Expired entries are
-// evicted eagerly, in expiry order, on every check. The cache is bounded twice: in total
-// (MaxReplayEntries) and per key thumbprint (MaxEntriesPerKey), and a full cache refuses new
-// proofs (ErrCacheFull: fail closed, never forget early). The per-key bound keeps one key
-// holder from crowding out the others.
+// evicted eagerly, in expiry order, on every check. An entry is a fixed-size SHA-256 digest of
+// the thumbprint and the jti: with the cache's bookkeeping about 160 bytes of heap whatever the
+// jti's length (16 MB for a full cache of DefaultMaxReplayEntries).
+//
+// The cache is bounded twice: in total (MaxReplayEntries) and per holder (MaxEntriesPerKey), and
+// a full cache refuses new proofs (ErrCacheFull: fail closed, never forget early). The
+// per-holder bound keeps one holder from crowding out the others, so it must count against an
+// identity the holder cannot multiply at will. The proof's key is no such identity when the
+// attester chooses a fresh cnf key at each attestation: one machine holding tokens bound to ten
+// keys would take ten shares. A caller that knows who holds the key names that holder with
+// VerifyHolder or RememberHolder: a relying party or key broker passes the verified token's
+// sub (the RFC 7638 thumbprint of the attester's attestation key), so all proofs of one
+// attester share one bound whatever cnf keys its tokens carry, and filling the whole cache takes
+// MaxReplayEntries / MaxEntriesPerKey distinct attesters (10 by default), each with a TPM the
+// issuer trusts. Verify and Remember, which name no holder, count each proof against its key's
+// thumbprint.
 //
 // Only proofs whose key is authenticated may take room in the cache. Verify checks and records
 // in one step and suits callers that bound the key first: the token's cnf key must be
@@ -77,7 +89,8 @@ var (
 	ErrMissing  = fmt.Errorf("%w: no DPoP proof", ErrInvalid)
 	ErrTooLarge = fmt.Errorf("%w: proof too large", ErrInvalid)
 	// ErrCacheFull: the replay cache holds MaxReplayEntries live entries, or MaxEntriesPerKey
-	// for this proof's key; the proof is refused (fail closed) until entries expire.
+	// for this proof's holder (its key, or the holder named to VerifyHolder or
+	// RememberHolder); the proof is refused (fail closed) until entries expire.
 	ErrCacheFull = fmt.Errorf("%w: replay cache full, retry later", ErrInvalid)
 )
 
@@ -225,9 +238,10 @@ type Verifier struct {
 	// MaxReplayEntries bounds the jti cache (default DefaultMaxReplayEntries); when full, new
 	// proofs are refused with ErrCacheFull (fail closed) until old entries expire.
 	MaxReplayEntries int
-	// MaxEntriesPerKey bounds the live entries of one key thumbprint (default
-	// DefaultMaxEntriesPerKey, never more than MaxReplayEntries); beyond it that key's new
-	// proofs are refused with ErrCacheFull, and other keys are unaffected.
+	// MaxEntriesPerKey bounds the live entries of one holder (default DefaultMaxEntriesPerKey,
+	// never more than MaxReplayEntries): the holder named to VerifyHolder or RememberHolder,
+	// or, when none is named (Verify, Remember), the proof's key thumbprint. Beyond it that
+	// holder's new proofs are refused with ErrCacheFull, and other holders are unaffected.
 	MaxEntriesPerKey int
 
 	mu    sync.Mutex
@@ -235,16 +249,16 @@ type Verifier struct {
 }
 
 // Proof is a proof that passed Verifier.Check: its header key and claims. Its jti is not yet
-// remembered; Verifier.Remember does that.
+// remembered; Verifier.Remember (or RememberHolder) does that.
 type Proof struct {
 	// Key is the public JWK of the proof's header, which verified its signature.
 	Key *jose.JSONWebKey
 	// Claims are the proof's claims.
 	Claims Claims
 
-	id    string // key thumbprint | jti: the replay cache's key
-	thumb string
-	until int64 // unix nanoseconds: the last instant the proof passes the iat check
+	id    digest // proofID(thumbprint, jti): the replay cache's key; zero if not checked
+	thumb []byte // the key's RFC 7638 SHA-256 thumbprint
+	until int64  // unix nanoseconds: the last instant the proof passes the iat check
 }
 
 // Verify checks proof for a request with method and URL target presenting accessToken (may be
@@ -253,13 +267,25 @@ type Proof struct {
 // the header that verifies the signature, htm and htu equal to the request, iat within Window,
 // ath equal to the token's hash, the jwk's thumbprint equal to cnf's, and a jti not seen before,
 // which it then remembers (Check followed by Remember). It returns the proof's key on success.
-// Use it when cnf is authenticated (a verified token's cnf key); otherwise see Check.
+// Use it when cnf is authenticated (a verified token's cnf key); otherwise see Check. The proof
+// counts against its key's share of the replay cache; VerifyHolder names another holder.
 func (v *Verifier) Verify(proof, method string, target *url.URL, accessToken string, cnf *jose.JSONWebKey) (*jose.JSONWebKey, error) {
+	return v.VerifyHolder(proof, method, target, accessToken, cnf, "")
+}
+
+// VerifyHolder is Verify with the proof counted against holder's share of the replay cache
+// (MaxEntriesPerKey) instead of its key's: holder names who holds cnf, as authenticated as cnf
+// itself, such as the sub of the verified token carrying cnf (the attester's attestation-key
+// thumbprint), so that one attester's proofs share one bound whatever keys its tokens are
+// bound to. Never pass a value the request chooses unauthenticated: a client naming another's
+// holder would spend that holder's share. An empty holder is the key's thumbprint, as with
+// Verify. Errors are those of Verify.
+func (v *Verifier) VerifyHolder(proof, method string, target *url.URL, accessToken string, cnf *jose.JSONWebKey, holder string) (*jose.JSONWebKey, error) {
 	p, err := v.Check(proof, method, target, accessToken, cnf)
 	if err != nil {
 		return nil, err
 	}
-	if err := v.Remember(p); err != nil {
+	if err := v.RememberHolder(p, holder); err != nil {
 		return nil, err
 	}
 	return p.Key, nil
@@ -268,7 +294,7 @@ func (v *Verifier) Verify(proof, method string, target *url.URL, accessToken str
 // Check makes every check of Verify, including that the jti was not seen before, but does not
 // remember the jti: the proof takes no room in the replay cache. A caller whose cnf comes from
 // the unauthenticated request (the background check's evidence) calls Check, authenticates the
-// key, and then Remember. Errors are those of Verify.
+// key, and then Remember or RememberHolder. Errors are those of Verify.
 func (v *Verifier) Check(proof, method string, target *url.URL, accessToken string, cnf *jose.JSONWebKey) (*Proof, error) {
 	if proof == "" {
 		return nil, ErrMissing
@@ -336,11 +362,11 @@ func (v *Verifier) Check(proof, method string, target *url.URL, accessToken stri
 	if iat.After(last) {
 		last = iat
 	}
-	p := &Proof{Key: key, Claims: c, id: string(tp) + "|" + c.ID, thumb: string(tp), until: last.Add(window).UnixNano()}
+	p := &Proof{Key: key, Claims: c, id: proofID(tp, c.ID), thumb: tp, until: last.Add(window).UnixNano()}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.cache.evict(now.UnixNano())
-	if v.cache.seen[p.id] {
+	if v.cache.has(p.id) {
 		return nil, ErrReplay
 	}
 	return p, nil
@@ -349,11 +375,18 @@ func (v *Verifier) Check(proof, method string, target *url.URL, accessToken stri
 // Remember records p's jti until the last instant p could pass Check's iat test, so that the
 // same proof is refused from then on. It fails with ErrReplay when the jti is already
 // remembered (a concurrent request with the same proof won) and with ErrCacheFull when the
-// cache or p's key's share of it is full.
-func (v *Verifier) Remember(p *Proof) error {
-	if p == nil || p.id == "" {
+// cache or p's key's share of it is full. RememberHolder names another holder.
+func (v *Verifier) Remember(p *Proof) error { return v.RememberHolder(p, "") }
+
+// RememberHolder is Remember with p counted against holder's share of the replay cache
+// (MaxEntriesPerKey) instead of its key's; see VerifyHolder for what holder names. An empty
+// holder is p's key thumbprint, as with Remember. ErrCacheFull then means that the cache or
+// holder's share of it is full.
+func (v *Verifier) RememberHolder(p *Proof, holder string) error {
+	if p == nil || p.id == (digest{}) {
 		return fmt.Errorf("%w: not a checked proof", ErrInvalid)
 	}
+	h := holderID(holder, p.thumb)
 	total := v.MaxReplayEntries
 	if total <= 0 {
 		total = DefaultMaxReplayEntries
@@ -367,14 +400,14 @@ func (v *Verifier) Remember(p *Proof) error {
 	defer v.mu.Unlock()
 	v.cache.evict(v.now().UnixNano())
 	switch {
-	case v.cache.seen[p.id]:
+	case v.cache.has(p.id):
 		return ErrReplay
 	case v.cache.len() >= total:
 		return fmt.Errorf("%w: %d live entries", ErrCacheFull, total)
-	case v.cache.perKey[p.thumb] >= perKey:
-		return fmt.Errorf("%w: %d live entries for this key", ErrCacheFull, perKey)
+	case v.cache.perHolder[h] >= perKey:
+		return fmt.Errorf("%w: %d live entries for this holder", ErrCacheFull, perKey)
 	}
-	v.cache.add(p.id, p.thumb, p.until)
+	v.cache.add(p.id, h, p.until)
 	return nil
 }
 

@@ -17,7 +17,7 @@ import (
 	"github.com/passport-attest/passport/dpop"
 )
 
-func key(t *testing.T) *ecdsa.PrivateKey {
+func key(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -35,7 +35,7 @@ func mustURL(s string) *url.URL {
 }
 
 // signRaw signs arbitrary claims with arbitrary header options, for malformed proofs.
-func signRaw(t *testing.T, k *ecdsa.PrivateKey, alg jose.SignatureAlgorithm, typ string, embed bool, claims any) string {
+func signRaw(t testing.TB, k *ecdsa.PrivateKey, alg jose.SignatureAlgorithm, typ string, embed bool, claims any) string {
 	t.Helper()
 	opts := &jose.SignerOptions{EmbedJWK: embed}
 	if typ != "" {
@@ -255,6 +255,58 @@ func TestReplayCachePerKey(t *testing.T) {
 	now = now.Add(61 * time.Second)
 	if err := verify(greedy); err != nil {
 		t.Fatalf("greedy key after its entries expired: %v", err)
+	}
+}
+
+// TestReplayCachePerHolder: one attester (one holder, as a token's sub names it) whose tokens
+// are bound to many keys takes at most MaxEntriesPerKey of the cache, however many keys it
+// uses, through VerifyHolder and RememberHolder alike; another attester's proofs are still
+// accepted. Counting per key instead, the first attester would fill the whole cache.
+func TestReplayCachePerHolder(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	target := mustURL("https://rp.example/")
+	v := &dpop.Verifier{Now: func() time.Time { return now }, MaxReplayEntries: 10, MaxEntriesPerKey: 3}
+	verify := func(k *ecdsa.PrivateKey, holder string) error {
+		p, _ := dpop.NewProof(k, "GET", target, "", now)
+		_, err := v.VerifyHolder(p, "GET", target, "", &jose.JSONWebKey{Key: &k.PublicKey}, holder)
+		return err
+	}
+	accepted := 0
+	for range 5 { // five tokens, five cnf keys, one attester
+		k := key(t)
+		for range 3 {
+			switch err := verify(k, "ak-greedy"); {
+			case err == nil:
+				accepted++
+			case !errors.Is(err, dpop.ErrCacheFull):
+				t.Fatalf("greedy attester: %v, want ErrCacheFull", err)
+			}
+		}
+	}
+	if accepted != 3 {
+		t.Fatalf("one attester had %d proofs remembered with 5 keys, want its bound 3", accepted)
+	}
+	other := key(t)
+	for i := range 3 {
+		if err := verify(other, "ak-other"); err != nil {
+			t.Fatalf("another attester's proof %d: %v", i, err)
+		}
+	}
+	// Check then RememberHolder counts the same way.
+	p, _ := dpop.NewProof(key(t), "GET", target, "", now)
+	checked, err := v.Check(p, "GET", target, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.RememberHolder(checked, "ak-greedy"); !errors.Is(err, dpop.ErrCacheFull) {
+		t.Fatalf("RememberHolder beyond the holder's share: %v, want ErrCacheFull", err)
+	}
+	if err := v.RememberHolder(checked, "ak-third"); err != nil {
+		t.Fatalf("RememberHolder for a third attester: %v", err)
+	}
+	now = now.Add(61 * time.Second)
+	if err := verify(key(t), "ak-greedy"); err != nil {
+		t.Fatalf("greedy attester after its entries expired: %v", err)
 	}
 }
 

@@ -62,7 +62,8 @@ type Config struct {
 	Revocation RevocationChecker
 	// Proofs verifies DPoP proofs and remembers their jti to refuse replays; nil means a
 	// dpop.Verifier with a 60 s window and the Now clock. Its replay cache is in memory: run
-	// one per KBS process.
+	// one per KBS process. Its per-holder bound (MaxEntriesPerKey) counts the proofs of each
+	// token sub (attester), whatever cnf key they are by.
 	Proofs *dpop.Verifier
 	// Audit receives one line per decision (see Broker.Release); nil means slog.Default().
 	Audit *slog.Logger
@@ -309,7 +310,9 @@ func (b *Broker) checkProof(req Request, scheme, raw string, c *token.Claims, be
 	if req.URL == nil {
 		return refuse(http.StatusInternalServerError, "server_error", "no_url", "request URL unknown", nil)
 	}
-	if _, err := b.cfg.Proofs.Verify(req.DPoP[0], req.Method, req.URL, raw, c.Confirmation.JWK); err != nil {
+	// The proof counts against the replay-cache share of the token's sub (the attester's
+	// attestation-key thumbprint), not of its cnf key, which the attester chooses at will.
+	if _, err := b.cfg.Proofs.VerifyHolder(req.DPoP[0], req.Method, req.URL, raw, c.Confirmation.JWK, c.Subject); err != nil {
 		reason := "proof_invalid"
 		switch {
 		case errors.Is(err, dpop.ErrKey):

@@ -156,8 +156,8 @@ func (m *middleware) serveEvidence(w http.ResponseWriter, r *http.Request, next 
 		return
 	}
 	// The issuer vouched for the evidence's key: only now may its proof take room in the
-	// replay cache.
-	if err := m.rememberProof(proof); err != nil {
+	// replay cache, in the share of the attester the result names.
+	if err := m.rememberProof(proof, c.Subject); err != nil {
 		m.onError(w, r, err)
 		return
 	}
@@ -259,12 +259,16 @@ func (m *middleware) evidencePoP(r *http.Request, ev *api.AttestRequest) (*dpop.
 }
 
 // rememberProof records the jti of an evidence's proof (nil: mTLS, nothing to record) once the
-// evidence is authenticated.
-func (m *middleware) rememberProof(p *dpop.Proof) error {
+// evidence is authenticated, counted against holder's share of the replay cache: the sub of the
+// issuer's result, the attester's attestation-key thumbprint, which the issuer authenticated
+// with the evidence. The evidence's cnf key is the attester's choice, new at each attestation
+// if it likes, as a token's is; counted per attester, evidence and tokens of one machine share
+// one bound (dpop.Verifier.RememberHolder). An empty sub counts against the key.
+func (m *middleware) rememberProof(p *dpop.Proof, holder string) error {
 	if p == nil {
 		return nil
 	}
-	if err := m.dpop.Remember(p); err != nil {
+	if err := m.dpop.RememberHolder(p, holder); err != nil {
 		return fmt.Errorf("%w: %w", ErrDPoPProof, err)
 	}
 	return nil

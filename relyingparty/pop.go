@@ -78,7 +78,9 @@ func RequirePoP(p PoP) MiddlewareOption { return func(m *middleware) { m.pop = p
 // different Verifiers (or replicas) each have their own cache unless given one here.
 // Sharing it with a background-check route is safe: that route remembers a proof's jti only
 // once the issuer has authenticated the evidence's key (see dpop.Verifier.Check), so
-// anonymous evidence cannot fill the cache that token routes use.
+// anonymous evidence cannot fill the cache that token routes use. Every route counts a proof
+// against the share of the cache (dpop.Verifier.MaxEntriesPerKey) of the attester that the
+// token's or result's sub names, whatever cnf key the proof is by.
 func WithDPoPVerifier(dv *dpop.Verifier) MiddlewareOption {
 	return func(m *middleware) { m.dpop = dv }
 }
@@ -145,7 +147,11 @@ func (m *middleware) checkPoP(r *http.Request, p presentation, c *token.Claims) 
 	return nil
 }
 
-// checkDPoP verifies the request's single DPoP proof against the token's cnf key.
+// checkDPoP verifies the request's single DPoP proof against the token's cnf key. The proof
+// counts against the share of the replay cache of the token's sub, the attester's
+// attestation-key thumbprint, not of the cnf key: the attester chooses a cnf key at each
+// attestation, and one machine must not take a share per key (see dpop.Verifier.VerifyHolder).
+// A token without sub counts against its cnf key.
 func (m *middleware) checkDPoP(r *http.Request, raw string, c *token.Claims) error {
 	cnf := cnfKey(c)
 	if cnf == nil {
@@ -163,7 +169,7 @@ func (m *middleware) checkDPoP(r *http.Request, raw string, c *token.Claims) err
 	if err != nil {
 		return err
 	}
-	if _, err := m.dpop.Verify(proofs[0], r.Method, target, raw, cnf); err != nil {
+	if _, err := m.dpop.VerifyHolder(proofs[0], r.Method, target, raw, cnf, c.Subject); err != nil {
 		return fmt.Errorf("%w: %w", ErrDPoPProof, err)
 	}
 	return nil
