@@ -143,7 +143,7 @@ func DefaultServe() Serve {
 // (call it on DefaultServe()). The names are the CLI contract; keep them.
 func (s *Serve) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.Addr, "addr", s.Addr, "listen address HOST:PORT")
-	fs.StringVar(&s.IssuerURL, "issuer-url", s.IssuerURL, "iss of minted tokens and base of discovery (default http://ADDR, https with --tls-cert)")
+	fs.StringVar(&s.IssuerURL, "issuer-url", s.IssuerURL, "iss of minted tokens and base of discovery (default http://ADDR, https with --tls-cert; required when --addr has no specific host)")
 	fs.StringVar(&s.Redis, "redis", s.Redis, "Redis URL (redis://host:port/db, unix:///path/redis.sock, redis+sentinel://, redis+cluster://) for nonces, status lists and AKs; in-memory when empty")
 	fs.StringVar(&s.AKAllowlist, "ak-allowlist", s.AKAllowlist, "file of trusted AK public keys (PEM PUBLIC KEY blocks or JWKS)")
 	fs.BoolVar(&s.TrustAnyAK, "trust-any-ak", s.TrustAnyAK, "trust every attestation key (demo only: tokens then prove nothing about the hardware)")

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -125,33 +124,6 @@ func newKBSPutCmd() *cobra.Command {
 }
 
 func runKBS(ctx context.Context, f kbsFlags) error { return kbsServe(ctx, f, os.Stderr, nil) }
-
-// kbsPublicURL is the broker's public base URL, the one DPoP proofs must name: flag
-// (--public-url) when set, else derived from addr (--addr): http://HOST:PORT, https when the
-// listener serves TLS, with the port the listener bound (so HOST:0 works). It is never taken
-// from requests. An --addr without a specific host (":8444", "0.0.0.0:8444", "[::]:8444")
-// names no URL clients could use: --public-url is required then.
-func kbsPublicURL(flag, addr string, bound net.Addr, tlsOn bool) (string, error) {
-	if flag != "" {
-		return flag, nil
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", fmt.Errorf("--addr %q: %w", addr, err)
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		return "", fmt.Errorf("--addr %q listens on every address: set --public-url to the URL clients address the broker by", addr)
-	}
-	_, port, err := net.SplitHostPort(bound.String())
-	if err != nil {
-		return "", fmt.Errorf("listener address %q: %w", bound, err)
-	}
-	scheme := "http"
-	if tlsOn {
-		scheme = "https"
-	}
-	return scheme + "://" + net.JoinHostPort(host, port), nil
-}
 
 // openSecretStore returns the directory store, or the Redis store after a ping.
 func openSecretStore(ctx context.Context, f kbsFlags) (kbs.Store, func(), error) {

@@ -109,7 +109,7 @@ func kbsServe(ctx context.Context, f kbsFlags, logOut io.Writer, onReady func(ur
 	if err != nil {
 		return err
 	}
-	public, err := kbsPublicURL(f.PublicURL, f.Addr, ln.Addr(), pubTLS != nil)
+	public, err := publicURL("public-url", f.PublicURL, f.Addr, ln.Addr(), pubTLS != nil)
 	if err != nil {
 		return err
 	}

@@ -121,7 +121,7 @@ func TestKBSMetricsAndLogs(t *testing.T) {
 		`passport_kbs_releases_total{decision="release",reason="granted",rule="*/*/*"} 1`,
 		`passport_kbs_releases_total{decision="refuse",reason="no_token",rule="none"} 1`,
 		`passport_kbs_releases_total{decision="refuse",reason="not_found",rule="*/*/*"} 1`,
-		`passport_http_request_duration_seconds_count{code="200",listener="public",route="/"}`,
+		`passport_http_request_duration_seconds_count{code="200",listener="public",route="GET /kbs/v0/resource/{repository}/{type}/{tag}"}`,
 	} {
 		if !strings.Contains(metricsText, want) {
 			t.Errorf("/metrics lacks %s", want)

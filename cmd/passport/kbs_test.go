@@ -294,9 +294,9 @@ func TestKBSPublicURL(t *testing.T) {
 		{"", "[::]:8444", false, ""},
 		{"", "no-port", false, ""},
 	} {
-		got, err := kbsPublicURL(tc.flag, tc.addr, bound, tc.tls)
+		got, err := publicURL("public-url", tc.flag, tc.addr, bound, tc.tls)
 		if (err != nil) != (tc.want == "") || got != tc.want {
-			t.Errorf("kbsPublicURL(%q, %q, tls %v) = %q, %v; want %q", tc.flag, tc.addr, tc.tls, got, err, tc.want)
+			t.Errorf("publicURL(%q, %q, tls %v) = %q, %v; want %q", tc.flag, tc.addr, tc.tls, got, err, tc.want)
 		}
 	}
 }

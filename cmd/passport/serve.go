@@ -109,12 +109,9 @@ func serve(ctx context.Context, f serveFlags, logOut io.Writer, onReady func(url
 	if err != nil {
 		return err
 	}
-	url := f.IssuerURL
-	if url == "" {
-		url = "http://" + ln.Addr().String()
-		if pubTLS != nil {
-			url = "https://" + ln.Addr().String()
-		}
+	url, err := publicURL("issuer-url", f.IssuerURL, f.Addr, ln.Addr(), pubTLS != nil)
+	if err != nil {
+		return err
 	}
 	is, closeStores, err := buildIssuer(ctx, f, strings.TrimRight(url, "/"), o)
 	if err != nil {

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/passport-attest/passport/config"
 )
@@ -41,20 +44,40 @@ func TestGCTarget(t *testing.T) {
 	}
 }
 
-// TestServePprof: --pprof serves the runtime profiles on the metrics listener only; without
-// it neither listener has them.
+// TestServePprof: --pprof serves the runtime profiles on the metrics listener only, but never
+// the command line (which carries --redis passwords --print-config redacts); without it
+// neither listener has them.
 func TestServePprof(t *testing.T) {
 	r := startServe(t, "--trust-any-ak", "--metrics-addr", "127.0.0.1:0", "--pprof")
-	if code, body, _ := get(t, "http://"+r.addrs["metrics"]+"/debug/pprof/cmdline"); code != http.StatusOK || body == "" {
-		t.Fatalf("metrics listener /debug/pprof/cmdline: %d", code)
+	if code, body, _ := get(t, "http://"+r.addrs["metrics"]+"/debug/pprof/heap?debug=1"); code != http.StatusOK || body == "" {
+		t.Fatalf("metrics listener /debug/pprof/heap: %d", code)
 	}
-	if code, _, _ := get(t, r.url+"/debug/pprof/cmdline"); code == http.StatusOK {
+	if code, _, _ := get(t, "http://"+r.addrs["metrics"]+"/debug/pprof/cmdline"); code == http.StatusOK {
+		t.Fatal("metrics listener serves /debug/pprof/cmdline: the command line may carry secrets")
+	}
+	if code, _, _ := get(t, r.url+"/debug/pprof/heap?debug=1"); code == http.StatusOK {
 		t.Fatal("public listener serves /debug/pprof/")
 	}
 	off := startServe(t, "--trust-any-ak", "--metrics-addr", "127.0.0.1:0")
 	for _, u := range []string{"http://" + off.addrs["metrics"], off.url} {
-		if code, _, _ := get(t, u+"/debug/pprof/cmdline"); code == http.StatusOK {
+		if code, _, _ := get(t, u+"/debug/pprof/heap?debug=1"); code == http.StatusOK {
 			t.Fatalf("%s serves /debug/pprof/ without --pprof", u)
 		}
+	}
+}
+
+// TestServeWildcardNeedsIssuerURL: serve on an address without a specific host and without
+// --issuer-url refuses to start instead of minting tokens with iss http://[::]:PORT; with
+// --issuer-url it starts.
+func TestServeWildcardNeedsIssuerURL(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := run(ctx, t, "serve", "--addr", "0.0.0.0:0", "--trust-any-ak")
+	if err == nil || !strings.Contains(err.Error(), "--issuer-url") {
+		t.Fatalf("serve --addr 0.0.0.0:0 = %v; want an error naming --issuer-url", err)
+	}
+	r := startServe(t, "--trust-any-ak", "--addr", "0.0.0.0:0", "--issuer-url", "https://passport.example")
+	if code, body, _ := get(t, "http://"+r.addrs["public"]+"/.well-known/openid-configuration"); code != http.StatusOK || !strings.Contains(body, `"issuer":"https://passport.example"`) {
+		t.Fatalf("discovery: %d %s", code, body)
 	}
 }
