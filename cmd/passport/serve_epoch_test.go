@@ -43,7 +43,10 @@ func TestServeRefusesVolatileRedis(t *testing.T) {
 		f.Redis = srv.URL
 		f.scale.requirePersistent = true
 		if c.want != nil {
-			err := runServe(ctx, f)
+			// A refusal returns at once; the deadline only stops a serve that wrongly started.
+			sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			err := runServe(sctx, f)
+			cancel()
 			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), "--require-persistent-redis") {
 				t.Errorf("serve --require-persistent-redis on Redis %v = %v, want %v naming the flag", c.args, err, c.want)
 			}
