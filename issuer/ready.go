@@ -19,14 +19,16 @@ func outcomeCode(err error) string {
 	return body.Code
 }
 
-// Pinger is implemented by stores that can tell whether their backend answers (the Redis
-// store sends PING); stores without it (memory) are always reachable.
+// Pinger is implemented by stores that can tell whether their backend answers and accepts
+// writes (the Redis store writes a short-lived probe key and checks for a data loss); stores
+// without it (memory) are always reachable.
 type Pinger interface {
 	Ping(ctx context.Context) error
 }
 
-// CheckStore reports whether the nonce store answers within ctx: the readiness of an issuer
-// that cannot keep nonces is nil (it refuses every challenge with 503).
+// CheckStore reports whether the nonce store answers and accepts writes within ctx (Pinger):
+// an issuer whose store is down, refuses writes (a full or read-only Redis) or lost its data
+// is not ready (it refuses every challenge with 503).
 func (is *Issuer) CheckStore(ctx context.Context) error {
 	if p, ok := is.cfg.Nonces.(Pinger); ok {
 		if err := p.Ping(ctx); err != nil {

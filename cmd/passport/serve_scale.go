@@ -35,7 +35,7 @@ type scaleFlags struct {
 
 func addScaleFlags(fl *pflag.FlagSet, f *scaleFlags) {
 	fl.BoolVar(&f.allowEvicting, "allow-evicting-redis", false, "run even if Redis's maxmemory-policy may evict keys (evicted revocations silently un-revoke tokens)")
-	fl.BoolVar(&f.requirePersistent, "require-persistent-redis", false, "refuse to start on a Redis without persistence (appendonly no, no save points), instead of warning: a restart empties it and un-revokes every revoked token")
+	fl.BoolVar(&f.requirePersistent, "require-persistent-redis", false, "refuse to start on a Redis without an append-only file (appendonly yes is required; RDB save points alone are refused), instead of warning: a restart empties a Redis without persistence and a crash rolls a snapshot-only one back, un-revoking tokens and reviving spent nonces")
 	fl.IntVar(&f.statusListSize, "status-list-size", 0, "entries per status list (default 131072); all replicas must agree")
 	fl.IntVar(&f.statusShards, "status-shards", 1, "status list shards in Redis (spread over a Cluster's masters); all replicas must agree")
 	fl.DurationVar(&f.statusTTL, "status-ttl", issuer.DefaultStatusTTL, "ttl of status list tokens: how often relying parties refetch them")

@@ -250,14 +250,16 @@ func TestIssuerDeployment(t *testing.T) {
 	}
 }
 
-// TestIssuerRequiresPersistentRedis: the Redis here persists (appendonly yes), so the issuer
-// runs with --require-persistent-redis, as docs/DEPLOY.md asks of production: a Redis
-// restarted without its data would otherwise only be warned about at start.
+// TestIssuerRequiresPersistentRedis: the Redis here keeps an append-only file fsynced on every
+// write (appendonly yes, appendfsync always), so the issuer runs with
+// --require-persistent-redis, as docs/DEPLOY.md asks of production (that flag refuses a Redis
+// without AOF, and serve warns about any appendfsync but always): a Redis restarted without
+// its data, or rolled back, would otherwise only be warned about at start.
 func TestIssuerRequiresPersistentRedis(t *testing.T) {
 	m := load(t)
 	rc := m.configMaps["passport-redis"]
-	if rc == nil || !strings.Contains(rc.Data["redis.conf"], "appendonly yes") {
-		t.Fatal("passport-redis ConfigMap lacks appendonly yes")
+	if rc == nil || !strings.Contains(rc.Data["redis.conf"], "appendonly yes") || !strings.Contains(rc.Data["redis.conf"], "appendfsync always") {
+		t.Fatal("passport-redis ConfigMap lacks appendonly yes or appendfsync always")
 	}
 	for _, d := range m.deployments {
 		if d.Name != "passport-issuer" {

@@ -166,8 +166,7 @@ func (l *live) replayAll(ctx context.Context, r *Result) {
 	for _, s := range l.spent {
 		n += len(s)
 	}
-	double, revived := l.e.replay(ctx, l.e.attesters(), l.spent, min(n, 20000))
-	r.add("replayed spent evidence", "%d replays: %d tokens issued twice, %d nonces accepted twice (goal: 0 and 0)", min(n, 20000), double, revived)
+	l.e.replay(ctx, l.e.attesters(), l.spent, min(n, 20000)).report(r)
 }
 
 // RedisRestart kills the issuers' Redis (SIGKILL) a third of the way through a live run and

@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,13 +14,19 @@ import (
 // Scenarios lists the scenario names Run accepts, in the order "all" runs them.
 var Scenarios = []string{"steady", "redis-restart", "issuer-restart", "nonce-flood"}
 
+// ErrGoalNotMet is returned, wrapped, by Run when a scenario missed a goal it checks
+// (Result.Failed), after every scenario ran and was written.
+var ErrGoalNotMet = errors.New("loadtest: goal not met")
+
 // Run runs the named scenarios ("all" for every one) and writes each result to w as it
-// finishes, as a Markdown section.
+// finishes, as a Markdown section. It stops at the first scenario that cannot run; once all
+// ran, it returns an error wrapping ErrGoalNotMet naming every missed goal, if any.
 func Run(ctx context.Context, cfg Config, names []string, w io.Writer) ([]*Result, error) {
 	if len(names) == 1 && names[0] == "all" {
 		names = Scenarios
 	}
 	var out []*Result
+	var missed []string
 	for _, n := range names {
 		var r *Result
 		var err error
@@ -42,6 +49,12 @@ func Run(ctx context.Context, cfg Config, names []string, w io.Writer) ([]*Resul
 		}
 		out = append(out, r)
 		WriteMarkdown(w, r)
+		for _, f := range r.Failed {
+			missed = append(missed, n+": "+f)
+		}
+	}
+	if len(missed) > 0 {
+		return out, fmt.Errorf("%w: %s", ErrGoalNotMet, strings.Join(missed, "; "))
 	}
 	return out, nil
 }
@@ -52,6 +65,9 @@ func WriteMarkdown(w io.Writer, r *Result) {
 	for _, l := range r.Lines {
 		label, value, _ := strings.Cut(l, ": ")
 		fmt.Fprintf(w, "- %s: %s\n", label, value)
+	}
+	for _, f := range r.Failed {
+		fmt.Fprintf(w, "- **GOAL NOT MET**: %s\n", f)
 	}
 	fmt.Fprintln(w)
 }

@@ -25,10 +25,18 @@ import (
 type Result struct {
 	Name, Setup string
 	Lines       []string // "label: value" lines of the report, in order
+	// Failed lists the goals the scenario did not meet (empty: all met or none checked); Run
+	// returns ErrGoalNotMet when any result has one.
+	Failed []string
 }
 
 func (r *Result) add(label, format string, args ...any) {
 	r.Lines = append(r.Lines, label+": "+fmt.Sprintf(format, args...))
+}
+
+// fail records a goal the scenario did not meet.
+func (r *Result) fail(format string, args ...any) {
+	r.Failed = append(r.Failed, fmt.Sprintf(format, args...))
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
@@ -284,35 +292,85 @@ func Steady(ctx context.Context, cfg Config) (*Result, error) {
 	prof.wait(r)
 
 	// Replays: the spent evidence of the first 2,000 attestations, submitted again.
-	double, revived := e.replay(ctx, atts, work, 2000)
-	r.add("replayed spent evidence", "%d tokens issued twice, %d nonces accepted twice (goal: 0 and 0)", double, revived)
+	e.replay(ctx, atts, work, 2000).report(r)
 	return r, nil
 }
 
-// replay resubmits up to n spent pieces of evidence and counts those answered with a token
-// (a double-spent nonce that yielded a token) and those that got past the nonce check at all
-// (refused for another reason than nonce_reused/nonce_expired).
-func (e *env) replay(ctx context.Context, atts []*attester, work [][]*prepared, n int) (double, revived int) {
-	sent := 0
-	for i := 0; sent < n; i++ {
+// replayTally counts the answers to replayed spent evidence.
+type replayTally struct {
+	sent int
+	// double: answered with a token (the nonce was spent twice and a second token issued).
+	double int
+	// revived: got past the issuer's single-use check (a token, or a refusal by a later step,
+	// 403: the evidence, TPM clock or policy).
+	revived int
+	// refused: definitively refused by the single-use check (409 nonce_reused or nonce_expired).
+	refused int
+	// undecided: no definite answer (503, another status, a connection error): the replay
+	// never reached the nonce check, so it proves nothing either way.
+	undecided int
+	codes     map[string]int // the undecided ones' codes
+}
+
+// add counts one answer.
+func (t *replayTally) add(o outcome) {
+	t.sent++
+	switch {
+	case o.status == http.StatusOK:
+		t.double++
+		t.revived++
+	case o.status == http.StatusConflict && (o.code == "nonce_reused" || o.code == "nonce_expired"):
+		t.refused++
+	case o.status == http.StatusForbidden:
+		t.revived++ // got past the single-use check; refused later (e.g. TPM clock)
+	default:
+		t.undecided++
+		if t.codes == nil {
+			t.codes = map[string]int{}
+		}
+		t.codes[o.code]++
+	}
+}
+
+// ok reports whether the replay goal was met: every replay definitively refused by the nonce
+// check, none revived, none undecided.
+func (t replayTally) ok() bool { return t.revived == 0 && t.undecided == 0 && t.refused == t.sent }
+
+// report adds the replay line to r, and a failed goal unless t.ok().
+func (t replayTally) report(r *Result) {
+	codes := "none"
+	if len(t.codes) > 0 {
+		codes = (&stats{codes: t.codes}).codeList()
+	}
+	r.add("replayed spent evidence", "%d replays: %d tokens issued twice, %d nonces accepted twice, %d refused as spent (409), %d without a definite answer (%s) (goal: 0, 0, all, 0)",
+		t.sent, t.double, t.revived, t.refused, t.undecided, codes)
+	if !t.ok() {
+		r.fail("replayed spent evidence: %d of %d replays not definitively refused as spent (%d tokens issued twice, %d nonces accepted twice, %d without a definite answer)",
+			t.sent-t.refused, t.sent, t.double, t.revived, t.undecided)
+	}
+}
+
+// replay resubmits up to n spent pieces of evidence, each to the issuer after the one that
+// accepted it, and tallies the answers.
+func (e *env) replay(ctx context.Context, atts []*attester, work [][]*prepared, n int) replayTally {
+	return replayTo(ctx, atts, work, n, func(a int) string { return e.issuers[(a+1)%len(e.issuers)].url() })
+}
+
+// replayTo resubmits up to n pieces of evidence, round-robin over the attesters (work[a] is
+// attester a's), attester a's to issuer(a).
+func replayTo(ctx context.Context, atts []*attester, work [][]*prepared, n int, issuer func(a int) string) replayTally {
+	var t replayTally
+	for i := 0; t.sent < n; i++ {
 		progress := false
 		for a := range atts {
-			if i < len(work[a]) && sent < n {
+			if i < len(work[a]) && t.sent < n {
 				progress = true
-				sent++
-				o := submit(ctx, atts[a], e.issuers[(a+1)%len(e.issuers)].url(), work[a][i])
-				switch {
-				case o.status == http.StatusOK:
-					double++
-					revived++
-				case o.status != 0 && o.status != http.StatusConflict && o.status != http.StatusServiceUnavailable:
-					revived++ // got past the single-use check; refused later (e.g. TPM clock)
-				}
+				t.add(submit(ctx, atts[a], issuer(a), work[a][i]))
 			}
 		}
 		if !progress {
 			break
 		}
 	}
-	return double, revived
+	return t
 }

@@ -29,7 +29,7 @@ func TestEpochDetectsEmptyRestart(t *testing.T) {
 	c := redis.NewClient(&redis.Options{Addr: srv.addr, MaxRetries: 3, DialerRetries: 3})
 	t.Cleanup(func() { _ = c.Close() })
 	s := New(c, "p", WithStatusListSize(16))
-	if err := s.ArmEpoch(ctx); err != nil {
+	if _, err := s.ArmEpoch(ctx); err != nil {
 		t.Fatal(err)
 	}
 	entry := func(id string) store.StatusEntry {
@@ -70,7 +70,7 @@ func TestEpochChecks(t *testing.T) {
 	armed := func(t *testing.T, shards int) (*Store, string) {
 		prefix := testPrefix(t, c)
 		s := New(c, prefix, WithStatusListSize(16), WithStatusShards(shards))
-		if err := s.ArmEpoch(ctx); err != nil {
+		if _, err := s.ArmEpoch(ctx); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.CheckEpoch(ctx); err != nil {
@@ -81,7 +81,7 @@ func TestEpochChecks(t *testing.T) {
 	t.Run("second replica shares the epoch", func(t *testing.T) {
 		s, prefix := armed(t, 2)
 		other := New(c, prefix, WithStatusShards(2))
-		if err := other.ArmEpoch(ctx); err != nil {
+		if _, err := other.ArmEpoch(ctx); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.CheckEpoch(ctx); err != nil {
@@ -142,25 +142,32 @@ func TestStatusStoreArmed(t *testing.T) {
 	c := requireRedis(t)
 	storetest.RunStatusStore(t, func(t *testing.T) (store.StatusStore, storetest.Clock) {
 		s := New(c, testPrefix(t, c), WithStatusListSize(16), WithStatusShards(3))
-		if err := s.ArmEpoch(context.Background()); err != nil {
+		if _, err := s.ArmEpoch(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		return s, storetest.RealClock{}
 	})
 }
 
-// TestCheckPersistence: the shared-style volatile server is refused with ErrVolatile, AOF or a
-// save point is accepted.
+// TestCheckPersistence: only an append-only file passes. A server without persistence is
+// refused with ErrVolatile, one with RDB save points only (Redis 7's default) with
+// ErrSnapshotOnly: a crash rolls it back to its last snapshot. AOF passes, and FsyncAlways
+// tells appendfsync always from everysec.
 func TestCheckPersistence(t *testing.T) {
 	ctx := context.Background()
-	if d, err := CheckPersistence(ctx, startRedis(t)); !errors.Is(err, ErrVolatile) {
-		t.Errorf("volatile server: %q, %v; want ErrVolatile", d, err)
+	if p, err := CheckPersistence(ctx, startRedis(t)); !errors.Is(err, ErrVolatile) {
+		t.Errorf("volatile server: %v, %v; want ErrVolatile", p, err)
 	}
-	if d, err := CheckPersistence(ctx, startRedis(t, "--appendonly", "yes")); err != nil || d != "appendonly yes" {
-		t.Errorf("AOF server: %q, %v", d, err)
+	if p, err := CheckPersistence(ctx, startRedis(t, "--save", "3600 1")); !errors.Is(err, ErrSnapshotOnly) || p.Save != "3600 1" || p.AOF {
+		t.Errorf("RDB-only server: %v, %v; want ErrSnapshotOnly", p, err)
 	}
-	if d, err := CheckPersistence(ctx, startRedis(t, "--save", "3600 1")); err != nil || d != "save 3600 1" {
-		t.Errorf("RDB server: %q, %v", d, err)
+	p, err := CheckPersistence(ctx, startRedis(t, "--appendonly", "yes", "--appendfsync", "everysec"))
+	if err != nil || !p.AOF || p.Fsync != "everysec" || p.FsyncAlways() {
+		t.Errorf("AOF everysec server: %v, %v", p, err)
+	}
+	p, err = CheckPersistence(ctx, startRedis(t, "--appendonly", "yes", "--appendfsync", "always"))
+	if err != nil || !p.FsyncAlways() {
+		t.Errorf("AOF always server: %v, %v", p, err)
 	}
 	if _, err := CheckPersistence(ctx, deadClient(t)); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("dead server: %v, want ErrUnavailable", err)

@@ -14,48 +14,86 @@ var (
 	// points): a restart empties it, which silently un-revokes every revoked token and reuses
 	// status list indexes. Returned, wrapped, by CheckPersistence.
 	ErrVolatile = errors.New("redisstore: Redis has no persistence (appendonly no, save \"\")")
-	// ErrPersistenceUnknown means CheckPersistence could not read appendonly or save although
-	// the server answered (CONFIG not permitted, renamed or disabled). It wraps the server's
-	// error, if any.
+	// ErrSnapshotOnly means the server persists only RDB snapshots (save points, appendonly
+	// no; Redis 7's default): a crash or a kill rolls it back to the last snapshot, minutes
+	// old, which undoes every write acknowledged since (revocations are lost, spent nonces are
+	// accepted again, status list indexes are handed out twice). The epoch markers, written
+	// once at start, are in every later snapshot, so they do not show such a rollback.
+	// Returned, wrapped, by CheckPersistence.
+	ErrSnapshotOnly = errors.New("redisstore: Redis persists only RDB snapshots (appendonly no): a crash rolls it back to the last snapshot")
+	// ErrPersistenceUnknown means CheckPersistence could not read appendonly, appendfsync or
+	// save although the server answered (CONFIG not permitted, renamed or disabled). It wraps
+	// the server's error, if any.
 	ErrPersistenceUnknown = errors.New("redisstore: cannot read Redis persistence settings")
 )
 
-// CheckPersistence reads CONFIG GET appendonly and CONFIG GET save and describes the
-// persistence ("appendonly yes", "save 3600 1 ...", or "none"). The error is nil when the
-// server persists its data (AOF on, or at least one RDB save point); it wraps ErrVolatile
-// when it does not, ErrPersistenceUnknown when CONFIG GET is refused, and store.ErrUnavailable
-// on network failures. On a Cluster client every master is asked and the first failing one is
-// reported.
-func CheckPersistence(ctx context.Context, client redis.UniversalClient) (string, error) {
+// Persistence is what CheckPersistence read from one server (CONFIG GET appendonly,
+// appendfsync and save).
+type Persistence struct {
+	// AOF is appendonly yes: every write is appended to the AOF before it is acknowledged, so
+	// a crash of the Redis process loses nothing acknowledged.
+	AOF bool
+	// Fsync is appendfsync ("always", "everysec" or "no"): how often the AOF reaches the disk.
+	// Anything but "always" loses up to about a second of acknowledged writes on a crash of the
+	// host (the operating system), not of the Redis process.
+	Fsync string
+	// Save is the RDB save points ("3600 1 300 100 ...", "" for none).
+	Save string
+}
+
+// String describes p, e.g. "appendonly yes, appendfsync everysec, save \"\"".
+func (p Persistence) String() string {
+	aof := "no"
+	if p.AOF {
+		aof = "yes"
+	}
+	return fmt.Sprintf("appendonly %s, appendfsync %s, save %q", aof, p.Fsync, p.Save)
+}
+
+// FsyncAlways reports whether an acknowledged write survives a crash of the host too (AOF
+// with appendfsync always).
+func (p Persistence) FsyncAlways() bool { return p.AOF && p.Fsync == "always" }
+
+// CheckPersistence reads CONFIG GET appendonly, appendfsync and save. The error is nil only
+// when the server writes every acknowledged write to its AOF (appendonly yes; see
+// Persistence.FsyncAlways for host crashes); it wraps ErrSnapshotOnly when the server has RDB
+// save points but no AOF, ErrVolatile when it has neither, ErrPersistenceUnknown when CONFIG
+// GET is refused, and store.ErrUnavailable on network failures. On a Cluster client every
+// master is asked: the first failing one is reported, else one without appendfsync always,
+// else any.
+func CheckPersistence(ctx context.Context, client redis.UniversalClient) (Persistence, error) {
 	cc, ok := client.(*redis.ClusterClient)
 	if !ok {
 		return readPersistence(ctx, client)
 	}
 	var (
 		mu     sync.Mutex
-		desc   string
+		got    Persistence
+		seen   bool
 		result error
 	)
 	err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
-		d, err := readPersistence(ctx, c)
+		p, err := readPersistence(ctx, c)
 		mu.Lock()
 		defer mu.Unlock()
-		if err != nil && result == nil {
-			desc, result = d, fmt.Errorf("redisstore: master %s: %w", c.Options().Addr, err)
+		switch {
+		case result != nil:
+		case err != nil:
+			got, result = p, fmt.Errorf("redisstore: master %s: %w", c.Options().Addr, err)
+		case !seen || (got.FsyncAlways() && !p.FsyncAlways()):
+			got = p
 		}
-		if desc == "" {
-			desc = d
-		}
+		seen = true
 		return nil
 	})
 	if err != nil {
-		return "", unavailable("check persistence", err)
+		return Persistence{}, unavailable("check persistence", err)
 	}
-	return desc, result
+	return got, result
 }
 
 // readPersistence asks one server.
-func readPersistence(ctx context.Context, c redis.Cmdable) (string, error) {
+func readPersistence(ctx context.Context, c redis.Cmdable) (Persistence, error) {
 	get := func(param string) (string, error) {
 		m, err := c.ConfigGet(ctx, param).Result()
 		if err != nil {
@@ -72,19 +110,23 @@ func readPersistence(ctx context.Context, c redis.Cmdable) (string, error) {
 		}
 		return v, nil
 	}
+	var p Persistence
 	aof, err := get("appendonly")
 	if err != nil {
-		return "", err
+		return p, err
 	}
-	if aof == "yes" {
-		return "appendonly yes", nil
+	p.AOF = aof == "yes"
+	if p.Fsync, err = get("appendfsync"); err != nil {
+		return p, err
 	}
-	save, err := get("save")
-	if err != nil {
-		return "", err
+	if p.Save, err = get("save"); err != nil {
+		return p, err
 	}
-	if save != "" {
-		return "save " + save, nil
+	switch {
+	case p.AOF:
+		return p, nil
+	case p.Save != "":
+		return p, fmt.Errorf("redisstore: %s: %w", p, ErrSnapshotOnly)
 	}
-	return "none", fmt.Errorf("redisstore: appendonly is %q and save is empty: %w", aof, ErrVolatile)
+	return p, fmt.Errorf("redisstore: %s: %w", p, ErrVolatile)
 }

@@ -24,6 +24,8 @@
 //	<prefix>:status:revocations                 pub/sub channel: "<list> <index>..."
 //	<prefix>:status:{<prefix>/N}:epoch          string: the epoch marker of shard N (epoch.go)
 //	<prefix>:epoch:{<prefix>:aks}               string: the epoch marker of the AK records' slot
+//	<prefix>:status:{<prefix>/N}:probe:<id>     string "1", TTL 10 s: readiness write probe of
+//	<prefix>:probe:{<prefix>:aks}:<id>          the Store with random id <id> (Ping)
 //	<prefix>:blob:{<name>}                      hash v (version), d (data): BlobStore
 //
 // A subject's entries all go to shard SHA-256(subject) mod shards, so one allocation touches
@@ -50,6 +52,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -79,6 +82,8 @@ type Store struct {
 	prefix string
 	status statusConfig // status lists, status.go
 	epoch  epochState   // data-loss detection, epoch.go
+	// replica is this Store's random id, naming its readiness probe keys (Ping).
+	replica string
 }
 
 var (
@@ -97,6 +102,8 @@ func New(client redis.UniversalClient, prefix string, opts ...Option) *Store {
 	for _, o := range opts {
 		o(s)
 	}
+	s.epoch.high = make([]atomic.Int64, s.status.shards)
+	s.replica = newReplicaID()
 	return s
 }
 

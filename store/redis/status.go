@@ -174,7 +174,9 @@ return {n, idx}
 // AllocateStatus implements store.StatusStore with one Lua script (EVALSHA, falling back to
 // EVAL) in the shard of e.Subject: one round trip, the clock check of e.Clock included. Keys
 // expire with the entry (TTL = e.Expires - now, by WithClock), subject and label sets hold
-// each entry until its own expiry and live as long as their longest entry.
+// each entry until its own expiry and live as long as their longest entry. With ArmEpoch the
+// script compares the shard's epoch marker, and the index it returns must be above every one
+// this store saw before (else Redis went back in time): either failing latches ErrDataLoss.
 func (s *Store) AllocateStatus(ctx context.Context, e store.StatusEntry) (store.StatusRef, error) {
 	now := s.status.now()
 	if err := e.Check(now); err != nil {
@@ -186,7 +188,7 @@ func (s *Store) AllocateStatus(ctx context.Context, e store.StatusEntry) (store.
 	shard := s.shardOf(e.Subject)
 	base := s.shardBase(shard)
 	keys := make([]string, 7, 7+len(e.Labels))
-	keys[0], keys[1] = base+"next", base+"lexp"
+	keys[0], keys[1] = s.counterKey(shard), base+"lexp"
 	keys[2] = digestKey(base, "id", e.ID)
 	keys[3] = digestKey(base, "sub", e.Subject)
 	keys[5] = s.epochKey(shard)
@@ -205,13 +207,14 @@ func (s *Store) AllocateStatus(ctx context.Context, e store.StatusEntry) (store.
 	for _, l := range e.Labels {
 		keys = append(keys, digestKey(base, "lbl", l))
 	}
+	before := s.mark(shard)
 	res, err := allocateScript.Run(ctx, s.client, keys, args...).Int64Slice()
 	if err != nil {
 		return store.StatusRef{}, unavailable("allocate status", err)
 	}
 	switch {
 	case len(res) == 1 && res[0] == -3:
-		return store.StatusRef{}, s.markLost("allocate status")
+		return store.StatusRef{}, s.markerLost("allocate status", keys[5])
 	case len(res) == 1 && res[0] == -1:
 		return store.StatusRef{}, fmt.Errorf("redisstore: allocate status: %w", store.ErrEntryExists)
 	case len(res) == 1 && res[0] == -4:
@@ -222,6 +225,12 @@ func (s *Store) AllocateStatus(ctx context.Context, e store.StatusEntry) (store.
 			c.ResetCount, c.RestartCount, c.Clock, store.ErrClockRollback)
 	case len(res) != 2 || res[0] < 0 || res[1] < 0:
 		return store.StatusRef{}, unavailable("allocate status", fmt.Errorf("unexpected script result %v", res))
+	}
+	// The counter's value INCR returned: the entry's shard-local position plus one. Not above
+	// what this store had seen before sending means Redis went back in time: the index may
+	// already be in a live token, so no token gets it.
+	if err := s.counterSeen("allocate status", shard, before, res[0]*int64(s.status.size)+res[1]+1, true); err != nil {
+		return store.StatusRef{}, err
 	}
 	return store.StatusRef{List: uint64(res[0])*s.status.shards + shard, Index: uint64(res[1])}, nil
 }
@@ -321,7 +330,7 @@ func (s *Store) RevokeStatus(ctx context.Context, sel store.Selector) ([]store.R
 			return out, unavailable("revoke status", err)
 		}
 		if len(res) == 1 && res[0] == -3 {
-			return out, s.markLost("revoke status")
+			return out, s.markerLost("revoke status", ek)
 		}
 		byList := map[uint64]int{}
 		for i := 0; i+1 < len(res); i += 2 {
@@ -360,7 +369,8 @@ func (s *Store) ReinstateLabel(ctx context.Context, label string) error {
 }
 
 // ReadStatusList implements store.StatusStore with one pipelined round trip (GET of the
-// shard's counter, of the list's bitmap and of its epoch marker, one slot). The bitmap is stored in the status
+// shard's counter, of the list's bitmap and of its epoch marker, one slot); with ArmEpoch the
+// marker and the counter are checked for a data loss (ErrDataLoss). The bitmap is stored in the status
 // list's own bit order (see revokeScript) and padded with zero bytes to the list size.
 func (s *Store) ReadStatusList(ctx context.Context, list uint64) ([]byte, error) {
 	if err := s.guard("read status list"); err != nil {
@@ -368,8 +378,9 @@ func (s *Store) ReadStatusList(ctx context.Context, list uint64) ([]byte, error)
 	}
 	shard, n := list%s.status.shards, list/s.status.shards
 	base := s.shardBase(shard)
+	before := s.mark(shard)
 	pipe := s.client.Pipeline()
-	next := pipe.Get(ctx, base+"next")
+	next := pipe.Get(ctx, s.counterKey(shard))
 	bits := pipe.Get(ctx, base+"list:"+strconv.FormatUint(n, 10))
 	ek := s.epochKey(shard)
 	epoch := pipe.Get(ctx, ek)
@@ -377,11 +388,14 @@ func (s *Store) ReadStatusList(ctx context.Context, list uint64) ([]byte, error)
 		return nil, unavailable("read status list", err)
 	}
 	if want := s.expected(ek); want != "" && epoch.Val() != want {
-		return nil, s.markLost("read status list")
+		return nil, s.markerLost("read status list", ek)
 	}
 	c, err := next.Uint64()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, unavailable("read status list", err)
+	}
+	if err := s.counterSeen("read status list", shard, before, int64(c), false); err != nil {
+		return nil, err
 	}
 	size := uint64(s.status.size)
 	if n >= (c+size-1)/size {
