@@ -182,6 +182,9 @@ func (e *Enroller) trustEK(ek crypto.PublicKey, certDER []byte) (string, error) 
 		if cid, err := evidence.Thumbprint(cert.PublicKey); err != nil || cid != id {
 			return "", fmt.Errorf("%w: the EK certificate certifies another key", ErrUntrustedEK)
 		}
+		if err := checkEKProfile(cert); err != nil {
+			return "", fmt.Errorf("%w: %w", ErrUntrustedEK, err)
+		}
 		// The TCG EK Credential Profile's critical SAN (TPM manufacturer, model, version) is
 		// handled as go-tpm-tools does for AK certificates.
 		if err := server.VerifyAKCert(cert, e.cfg.EKRoots, e.cfg.EKIntermediates); err != nil {

@@ -205,6 +205,11 @@ func TestEnrollEKCertificate(t *testing.T) {
 		"certificate for another key": issue(t, ca, caKey, &other.PublicKey),
 		"certificate from another CA": issue(t, otherCA, otherKey, ek),
 		"no certificate, no pin":      nil,
+		// The root may issue more than EK certificates: the key of its TLS server certificate
+		// could otherwise pose as an EK and activate a software AK's credential.
+		"TLS server certificate of the EK key": issue(t, ca, caKey, ek, func(c *x509.Certificate) {
+			c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		}),
 	} {
 		req.EKCert = cert
 		if status, got := code(t, post(req)); status != http.StatusForbidden || got != "ek_untrusted" {
@@ -243,10 +248,14 @@ func testCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {
 	return c, k
 }
 
-func issue(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, pub crypto.PublicKey) []byte {
+// issue makes an EK certificate for pub from ca; mod, when given, edits the template first.
+func issue(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, pub crypto.PublicKey, mod ...func(*x509.Certificate)) []byte {
 	t.Helper()
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		KeyUsage: x509.KeyUsageKeyEncipherment}
+	for _, m := range mod {
+		m(tmpl)
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, pub, caKey)
 	if err != nil {
 		t.Fatal(err)
