@@ -148,6 +148,10 @@ func TestValidateReportsAllErrors(t *testing.T) {
 	s.AdminClientCA = "/nonexistent/ca.pem"
 	s.Limits.ChallengeRate = -1
 	s.Limits.ChallengeClients = 0
+	s.Limits.GlobalRate, s.Limits.GlobalBurst = 10, 0
+	s.Limits.RevocationStreams = 0
+	s.Limits.RevocationStreamsPerClient = -1
+	s.Limits.RevocationStreamLifetime = 0
 	s.Server.ShutdownTimeout = 0
 	s.Log.Level = "loud"
 	s.Log.Format = "xml"
@@ -171,6 +175,10 @@ func TestValidateReportsAllErrors(t *testing.T) {
 		"admin-client-ca: client certificates need TLS",
 		"challenge-rate: must not be negative",
 		"challenge-clients: must be at least 1",
+		"challenge-global-burst: must be at least 1 when challenge-global-rate is set",
+		"revocation-streams: must be at least 1",
+		"revocation-streams-per-client: must be at least 1",
+		"revocation-stream-lifetime: 0s is not a positive duration",
 		"shutdown-timeout: 0s",
 		`log-level: "loud"`,
 		`log-format: "xml"`,

@@ -16,14 +16,11 @@ import (
 
 // Defaults of Serve (the issuer API's own defaults live in package issuer).
 const (
-	DefaultAddr           = "127.0.0.1:8443"
-	DefaultAlg            = "ES256"
-	DefaultNonceTTL       = 60 * time.Second
-	DefaultTokenLifetime  = 5 * time.Minute
-	DefaultRedisTimeout   = 2 * time.Second
-	DefaultChallengeRate  = 20.0
-	DefaultChallengeBurst = 40
-	DefaultRateClients    = 100_000
+	DefaultAddr          = "127.0.0.1:8443"
+	DefaultAlg           = "ES256"
+	DefaultNonceTTL      = 60 * time.Second
+	DefaultTokenLifetime = 5 * time.Minute
+	DefaultRedisTimeout  = 2 * time.Second
 	// DefaultGOGC is the issuer's garbage-collection target (runtime/debug.SetGCPercent) when
 	// neither the gogc key nor the GOGC environment variable sets one: the heap may grow to 5x
 	// the live data (a few MiB) between collections. Evidence verification allocates ~100 KB
@@ -61,7 +58,7 @@ type Serve struct {
 	Pprof           bool          // pprof: net/http/pprof on the metrics-addr listener (off by default)
 	GOGC            int           // gogc: garbage-collection target percent (GOGC env var honoured when the key is unset)
 	Server          Server        // server timeouts and shutdown grace
-	Limits          Limits        // challenge rate limits
+	Limits          Limits        // rate limits of the routes that create state, caps of revocation streams
 	Log             Log           // log-level, log-format
 }
 
@@ -98,13 +95,6 @@ type Server struct {
 	ShutdownTimeout   time.Duration // shutdown-timeout
 }
 
-// Limits bounds what one client may ask of the issuer.
-type Limits struct {
-	ChallengeRate    float64 // challenge-rate: challenges per second per client (IPv4 address or IPv6 /64; 0: no limit)
-	ChallengeBurst   int     // challenge-burst: bucket size per client
-	ChallengeClients int     // challenge-clients: clients remembered (LRU); more are evicted
-}
-
 // Log configures log/slog output on stderr.
 type Log struct {
 	Level  string // log-level: debug, info, warn, error
@@ -133,7 +123,7 @@ func DefaultServe() Serve {
 		TokenLifetime: DefaultTokenLifetime,
 		PolicyPoll:    5 * time.Second,
 		Server:        DefaultServer(),
-		Limits:        Limits{ChallengeRate: DefaultChallengeRate, ChallengeBurst: DefaultChallengeBurst, ChallengeClients: DefaultRateClients},
+		Limits:        DefaultLimits(),
 		Log:           Log{Level: "info", Format: "json"},
 		GOGC:          DefaultGOGC,
 	}
@@ -170,9 +160,7 @@ func (s *Serve) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.MetricsAddr, "metrics-addr", s.MetricsAddr, "own listener for /metrics, /healthz, /readyz (default: served on the public listener)")
 	fs.DurationVar(&s.RedisTimeout, "redis-timeout", s.RedisTimeout, "dial, read and write timeout of each Redis call")
 	s.Server.register(fs)
-	fs.Float64Var(&s.Limits.ChallengeRate, "challenge-rate", s.Limits.ChallengeRate, "challenges per second per client: IPv4 address or IPv6 /64 (token bucket; 0 disables)")
-	fs.IntVar(&s.Limits.ChallengeBurst, "challenge-burst", s.Limits.ChallengeBurst, "challenge bucket size per client")
-	fs.IntVar(&s.Limits.ChallengeClients, "challenge-clients", s.Limits.ChallengeClients, "clients whose challenge buckets are remembered (least recently seen evicted)")
+	s.Limits.register(fs)
 	s.Log.register(fs)
 	MarkURL(fs, "redis")
 	s.MetricsTLS.registerMetrics(fs)
@@ -299,15 +287,7 @@ func (s *Serve) Validate() error {
 		e.add("pprof", "needs metrics-addr: profiles are never served on the public listener")
 	}
 	s.Server.validate(&e)
-	if s.Limits.ChallengeRate < 0 {
-		e.add("challenge-rate", "must not be negative")
-	}
-	if s.Limits.ChallengeRate > 0 && s.Limits.ChallengeBurst < 1 {
-		e.add("challenge-burst", "must be at least 1 when challenge-rate is set")
-	}
-	if s.Limits.ChallengeClients < 1 {
-		e.add("challenge-clients", "must be at least 1")
-	}
+	s.Limits.validate(&e)
 	s.Log.validate(&e)
 	return e.join()
 }

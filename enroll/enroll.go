@@ -13,6 +13,7 @@
 package enroll
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -39,6 +40,12 @@ const DefaultTTL = 60 * time.Second
 
 // secretSize is the credential's length: one SHA-256 digest, the size go-attestation uses.
 const secretSize = 32
+
+// MaxPublicArea bounds the EK and AK public areas of an enrollment request (TPMT_PUBLIC, TPM
+// 2.0 Part 2 section 12.2.4), in bytes: 1 KiB. The largest area a TPM produces for these keys,
+// a 4096-bit RSA key with a SHA-512 authPolicy, is about 600 bytes. The AK's area is stored
+// with the open enrollment, so this also bounds what one request can park in the store.
+const MaxPublicArea = 1 << 10
 
 // Sentinel errors; Status maps them to HTTP.
 var (
@@ -99,23 +106,48 @@ func New(cfg Config) (*Enroller, error) {
 	return e, nil
 }
 
-// session is what an open enrollment remembers (the secret only as its SHA-256).
+// session is what an open enrollment remembers, and only what Finish needs: the secret as
+// its SHA-256, the AK's public area in its canonical encoding (at most MaxPublicArea bytes;
+// what the credential's name was computed over) and the EK's thumbprint.
 type session struct {
 	SecretDigest []byte `json:"secret_sha256"`
 	AKPub        []byte `json:"ak_pub"`
 	EK           string `json:"ek"`
 }
 
+// decodePublic decodes a TPMT_PUBLIC and returns it with its canonical encoding, which must
+// be b itself: go-tpm's DecodePublic ignores whatever follows the structure, so without this
+// check a request could carry (and have stored) up to its body cap of trailing bytes. Areas
+// over MaxPublicArea bytes are refused before decoding. Errors wrap ErrBadRequest.
+func decodePublic(what string, b []byte) (tpm2.Public, []byte, error) {
+	if len(b) > MaxPublicArea {
+		return tpm2.Public{}, nil, fmt.Errorf("%w: %s public area: %d bytes, at most %d", ErrBadRequest, what, len(b), MaxPublicArea)
+	}
+	area, err := tpm2.DecodePublic(b)
+	if err != nil {
+		return tpm2.Public{}, nil, fmt.Errorf("%w: %s public area: %w", ErrBadRequest, what, err)
+	}
+	enc, err := area.Encode()
+	if err != nil {
+		return tpm2.Public{}, nil, fmt.Errorf("%w: %s public area: %w", ErrBadRequest, what, err)
+	}
+	if !bytes.Equal(enc, b) {
+		return tpm2.Public{}, nil, fmt.Errorf("%w: %s public area: %d bytes where its TPMT_PUBLIC encodes to %d (trailing or non-canonical bytes)", ErrBadRequest, what, len(b), len(enc))
+	}
+	return area, enc, nil
+}
+
 // Start checks the EK (certificate chain or pin) and the AK's public area (a restricted
-// signing key, evidence.CheckAKAttributes), and returns a credential for the AK's name
-// encrypted to the EK. Errors wrap ErrBadRequest, ErrUntrustedEK or store.ErrUnavailable.
+// signing key, evidence.CheckAKAttributes; both areas exactly one canonical TPMT_PUBLIC of at
+// most MaxPublicArea bytes), and returns a credential for the AK's name encrypted to the EK.
+// Errors wrap ErrBadRequest, ErrUntrustedEK or store.ErrUnavailable.
 func (e *Enroller) Start(ctx context.Context, req *api.EnrollRequest) (*api.EnrollChallenge, error) {
 	if req == nil || len(req.EKPub) == 0 || len(req.AKPub) == 0 {
 		return nil, fmt.Errorf("%w: ek_pub and ak_pub are required", ErrBadRequest)
 	}
-	ekArea, err := tpm2.DecodePublic(req.EKPub)
+	ekArea, _, err := decodePublic("EK", req.EKPub)
 	if err != nil {
-		return nil, fmt.Errorf("%w: EK public area: %w", ErrBadRequest, err)
+		return nil, err
 	}
 	ek, err := ekArea.Key()
 	if err != nil {
@@ -129,9 +161,9 @@ func (e *Enroller) Start(ctx context.Context, req *api.EnrollRequest) (*api.Enro
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
-	akArea, err := tpm2.DecodePublic(req.AKPub)
+	akArea, akPub, err := decodePublic("AK", req.AKPub)
 	if err != nil {
-		return nil, fmt.Errorf("%w: AK public area: %w", ErrBadRequest, err)
+		return nil, err
 	}
 	if _, err := akArea.Key(); err != nil {
 		return nil, fmt.Errorf("%w: AK public key: %w", ErrBadRequest, err)
@@ -152,7 +184,7 @@ func (e *Enroller) Start(ctx context.Context, req *api.EnrollRequest) (*api.Enro
 		return nil, fmt.Errorf("%w: MakeCredential: %w", ErrBadRequest, err)
 	}
 	digest := sha256.Sum256(secret)
-	val, err := json.Marshal(session{SecretDigest: digest[:], AKPub: req.AKPub, EK: ekID})
+	val, err := json.Marshal(session{SecretDigest: digest[:], AKPub: akPub, EK: ekID})
 	if err != nil {
 		return nil, err
 	}

@@ -36,6 +36,9 @@ const (
 	DefaultTokenLifetime      = 5 * time.Minute
 	DefaultStatusTTL          = time.Minute
 	DefaultStatusListValidity = time.Hour
+	// DefaultStreamLifetime bounds one GET /v1/revocations event stream: the issuer ends it
+	// after 5 min (less up to 10% jitter), the follower reconnects and resynchronises.
+	DefaultStreamLifetime = 5 * time.Minute
 )
 
 // Config wires an Issuer. URL, Keyring, Nonces, Evidence and Policy are required.
@@ -92,6 +95,12 @@ type Config struct {
 	// (default DefaultStatusTTL); StatusListValidity is their exp - iat (default
 	// DefaultStatusListValidity).
 	StatusTTL, StatusListValidity time.Duration
+	// StreamLifetime is how long one GET /v1/revocations event stream lasts at most (default
+	// DefaultStreamLifetime); each stream ends between 90% and 100% of it, so streams opened
+	// together do not all reconnect together. An anonymous client thus cannot hold a stream
+	// (a goroutine, buffers, a file descriptor) for ever; how many it may hold at once is the
+	// caller's to cap (cmd/passport: ratelimit.Concurrency).
+	StreamLifetime time.Duration
 	// Keys, when set, serves `passport keys list|rotate` on the admin API.
 	Keys KeyAdmin
 }

@@ -75,6 +75,9 @@ func newStatusState(cfg *Config) (*statusState, error) {
 	if cfg.StatusListValidity <= 0 {
 		cfg.StatusListValidity = DefaultStatusListValidity
 	}
+	if cfg.StreamLifetime <= 0 {
+		cfg.StreamLifetime = DefaultStreamLifetime
+	}
 	if cfg.StatusListValidity < cfg.StatusTTL {
 		return nil, fmt.Errorf("issuer: status list validity %v is shorter than its ttl %v", cfg.StatusListValidity, cfg.StatusTTL)
 	}

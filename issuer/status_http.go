@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"time"
@@ -18,6 +19,16 @@ const StatusListMediaType = "application/statuslist+jwt"
 // sseHeartbeat is the interval of comment lines that keep an idle event stream open through
 // proxies and let either side notice a dead connection.
 const sseHeartbeat = 15 * time.Second
+
+// streamWriteGrace is how long past its lifetime a stream's last write may take: the write
+// deadline of a stream is its end plus this, so a client that stops reading (its writes
+// blocked on a full TCP window) is dropped too.
+const streamWriteGrace = 10 * time.Second
+
+// streamLifetime returns the lifetime of one stream: between 90% and 100% of limit.
+func streamLifetime(limit time.Duration) time.Duration {
+	return limit - rand.N(limit/10+1)
+}
 
 // statusRoutes registers the public status routes: the Status List Tokens and the revocation
 // event stream.
@@ -58,15 +69,21 @@ func (is *Issuer) handleStatusList(w http.ResponseWriter, r *http.Request) {
 // 9.2): first an event "resync" (re-read your lists: events before this moment were not
 // seen), then an event "revoked" with data {"uri", "idx"} for every revocation made through
 // any issuer sharing the store, "resync" again whenever the issuer's own feed had to
-// reconnect, and a comment line every 15 s. The stream ends when CloseStreams is called
-// (server shutdown). 501 when the store has no feed.
+// reconnect, and a comment line every 15 s. The stream ends (a clean end of the response)
+// after Config.StreamLifetime less up to 10% jitter, when the client lags too far behind, and
+// when CloseStreams is called (server shutdown); the client then reconnects, and the "resync"
+// that opens every stream covers what it missed in between. 501 when the store has no feed.
 func (is *Issuer) handleRevocations(w http.ResponseWriter, r *http.Request) {
 	if is.status.hub == nil {
 		writeJSON(w, http.StatusNotImplemented, &api.Error{Code: "not_implemented", Description: "this issuer's store pushes no revocations"})
 		return
 	}
+	life := streamLifetime(is.cfg.StreamLifetime)
+	end := time.NewTimer(life)
+	defer end.Stop()
 	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(time.Time{}) // a stream outlives the server's WriteTimeout
+	// A stream outlives the server's WriteTimeout, but not its own lifetime.
+	_ = rc.SetWriteDeadline(time.Now().Add(life + streamWriteGrace))
 	events, unsubscribe := is.status.hub.subscribe()
 	defer unsubscribe()
 	h := w.Header()
@@ -92,6 +109,8 @@ func (is *Issuer) handleRevocations(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case <-is.status.hub.done: // CloseStreams: the server is shutting down
+			return
+		case <-end.C: // the stream's lifetime is over: the client reconnects and resyncs
 			return
 		case <-tick.C:
 			if _, err = fmt.Fprint(w, ": ping\n\n"); err == nil {

@@ -11,7 +11,9 @@
 //	issuer_appraisal_step_seconds{step}          histogram verify, policy, sign (issuer.Config.Observe)
 //	http_request_duration_seconds{listener,route,code} histogram per endpoint (route = ServeMux pattern)
 //	http_requests_in_flight{listener}            gauge
-//	rate_limited_total{route}                    counter  requests refused with 429
+//	rate_limited_total{route,scope}              counter  requests refused by a limit: 429 over a rate,
+//	                                                      503 over a concurrency cap; scope "client"
+//	                                                      (the client's own) or "global" (shared)
 //	nonce_store_errors_total{op}                 counter  put, consume: backend unavailable
 //	status_list_store_errors_total{op}           counter  (for the status-list code)
 //	rp_jwks_fetches_total{result}                counter  ok, not_modified, error
@@ -92,8 +94,8 @@ func New() *Metrics {
 			Name: "passport_http_requests_in_flight", Help: "HTTP requests being served.",
 		}, []string{"listener"}),
 		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "passport_rate_limited_total", Help: "Requests refused with 429 by the per-client rate limit.",
-		}, []string{"route"}),
+			Name: "passport_rate_limited_total", Help: "Requests refused by a limit (429 over a request rate, 503 over a concurrent-stream cap), by route pattern and scope (client: the client's own limit; global: the one shared by all clients).",
+		}, []string{"route", "scope"}),
 		nonceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "passport_nonce_store_errors_total", Help: "Nonce store operations that failed (backend unavailable).",
 		}, []string{"op"}),
@@ -149,12 +151,14 @@ func (m *Metrics) Step(step string, d time.Duration) {
 	m.steps.WithLabelValues(step).Observe(d.Seconds())
 }
 
-// RateLimited counts a request refused with 429 on route (a ServeMux pattern).
-func (m *Metrics) RateLimited(route string) {
+// RateLimited counts a request refused by a limit on route (a ServeMux pattern); scope is
+// ratelimit.ScopeClient or ratelimit.ScopeGlobal. Its signature fits the callbacks of
+// ratelimit's middlewares, given r.Pattern.
+func (m *Metrics) RateLimited(route, scope string) {
 	if m == nil {
 		return
 	}
-	m.rateLimited.WithLabelValues(route).Inc()
+	m.rateLimited.WithLabelValues(route, scope).Inc()
 }
 
 // NonceStoreError counts a failed nonce store operation ("put", "consume").

@@ -124,7 +124,7 @@ func TestNilMetricsRecordNothing(t *testing.T) {
 	m.KBSRelease("release", "granted", "")
 	m.JWKSFetch(metrics.ResultOK, time.Millisecond)
 	m.StatusListStoreError("revoke")
-	m.RateLimited("POST /v1/challenge")
+	m.RateLimited("POST /v1/challenge", "client")
 	if s := m.NonceStore(memory.New()); s == nil {
 		t.Fatal("nil")
 	}

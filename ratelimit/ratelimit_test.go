@@ -67,7 +67,12 @@ func TestMiddleware429(t *testing.T) {
 	clk := &clock{t: time.Unix(1_700_000_000, 0)}
 	l := ratelimit.New(0.25, 1, 10, ratelimit.WithClock(clk.Now))
 	limited := 0
-	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(204) }), func(*http.Request) { limited++ })
+	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(204) }), func(_ *http.Request, scope string) {
+		if scope != ratelimit.ScopeClient {
+			t.Errorf("scope %q, want client", scope)
+		}
+		limited++
+	})
 	do := func(remote string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest("POST", "/v1/challenge", nil)
 		r.RemoteAddr = remote
@@ -129,5 +134,70 @@ func TestIPv6Slash64(t *testing.T) {
 		if got := ratelimit.ClientKey(r); got != want {
 			t.Errorf("ClientKey(%s) = %q, want %q", remote, got, want)
 		}
+	}
+}
+
+// TestGlobalCeiling: many clients, each within its own limit, are held together to the global
+// bucket (one IPv6 /48 holds 65,536 /64 clients: without a shared ceiling their buckets add
+// up); a refusal by the ceiling gives the client its token back, and a client over its own
+// limit spends no shared token.
+func TestGlobalCeiling(t *testing.T) {
+	clk := &clock{t: time.Unix(1_700_000_000, 0)}
+	l := ratelimit.New(1, 2, 100_000, ratelimit.WithClock(clk.Now), ratelimit.WithGlobal(10, 5))
+	allowed := 0
+	for i := 0; i < 1000; i++ {
+		if scope, _ := l.Take("2001:db8:0:" + strconv.FormatInt(int64(i), 16) + "::/64"); scope == "" {
+			allowed++
+		}
+	}
+	if allowed != 5 {
+		t.Fatalf("%d of 1000 distinct clients allowed at once, want the global burst 5", allowed)
+	}
+	scope, wait := l.Take("192.0.2.1")
+	if scope != ratelimit.ScopeGlobal || wait <= 0 || wait > 100*time.Millisecond {
+		t.Fatalf("fresh client over the ceiling: scope %q wait %v, want global within 0.1 s at 10/s", scope, wait)
+	}
+	// 192.0.2.1 got its token back: once the global bucket refills, it still has its burst of 2.
+	clk.Advance(time.Second) // global: 5 tokens again (burst), 192.0.2.1: full
+	for i := 0; i < 2; i++ {
+		if scope, _ := l.Take("192.0.2.1"); scope != "" {
+			t.Fatalf("request %d of 192.0.2.1 after the refill refused by %s", i, scope)
+		}
+	}
+	// Over its own limit, a client is refused by its own bucket and leaves the 3 shared
+	// tokens left to others.
+	for i := 0; i < 10; i++ {
+		if scope, _ := l.Take("192.0.2.1"); scope != ratelimit.ScopeClient {
+			t.Fatalf("flooding client: scope %q, want client", scope)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		if scope, _ := l.Take("192.0.2." + strconv.Itoa(10+i)); scope != "" {
+			t.Fatalf("other client %d refused by %s after a flood refused by its own limit", i, scope)
+		}
+	}
+}
+
+// TestGlobalOnly: with the per-client limit off, the global ceiling still applies and the
+// middleware answers 429 with the global scope.
+func TestGlobalOnly(t *testing.T) {
+	clk := &clock{t: time.Unix(1_700_000_000, 0)}
+	l := ratelimit.New(0, 0, 10, ratelimit.WithClock(clk.Now), ratelimit.WithGlobal(0.5, 2))
+	var scopes []string
+	h := l.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(204) }),
+		func(_ *http.Request, scope string) { scopes = append(scopes, scope) })
+	codes := []int{}
+	for i := 0; i < 3; i++ {
+		r := httptest.NewRequest("POST", "/v1/enroll", nil)
+		r.RemoteAddr = "198.51.100." + strconv.Itoa(i) + ":1"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		codes = append(codes, w.Code)
+		if w.Code == http.StatusTooManyRequests && w.Header().Get("Retry-After") != "2" {
+			t.Errorf("Retry-After %q, want 2 at 0.5/s", w.Header().Get("Retry-After"))
+		}
+	}
+	if codes[0] != 204 || codes[1] != 204 || codes[2] != http.StatusTooManyRequests || len(scopes) != 1 || scopes[0] != ratelimit.ScopeGlobal {
+		t.Fatalf("codes %v scopes %v, want 204 204 429 and one global refusal", codes, scopes)
 	}
 }

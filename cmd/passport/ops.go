@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"time"
 
 	"github.com/passport-attest/passport/api"
 	"github.com/passport-attest/passport/config"
@@ -19,7 +20,8 @@ import (
 )
 
 // ops is what serve adds around the issuer to run it in production: JSON logs with request
-// ids, Prometheus metrics, health probes and the challenge rate limit.
+// ids, Prometheus metrics, health probes, the rate limits of the routes that store state and
+// the cap on revocation event streams.
 type ops struct {
 	log     *slog.Logger
 	metrics *metrics.Metrics
@@ -32,17 +34,32 @@ type ops struct {
 // endpoints have smaller caps of their own).
 const maxBody = issuer.MaxAttestBody
 
-// publicHandler is the public listener: the issuer API with the challenge rate limit, health
-// probes and, unless they have their own listener, the metrics; every request gets an id, an
-// access line and a latency sample.
+// stateRoutes are the public routes that store something for a TTL on an anonymous request:
+// a challenge's nonce, an enrollment's session; activation is a store round trip that
+// consumes one (and records an AK when it succeeds). They share one rate limit: one bucket
+// per client for the three and the global ceiling over all clients (config.Limits).
+var stateRoutes = []string{"POST " + api.PathChallenge, "POST " + api.PathEnroll, "POST " + api.PathEnrollActivate}
+
+// streamRetryAfter is the Retry-After of a revocation stream refused over its cap: a slot
+// frees when another stream ends (every stream ends within revocation-stream-lifetime).
+const streamRetryAfter = 30 * time.Second
+
+// publicHandler is the public listener: the issuer API with the rate limit of the routes that
+// store state and the cap on revocation event streams, health probes and, unless they have
+// their own listener, the metrics; every request gets an id, an access line and a latency
+// sample. Requests refused by a limit are counted with their route and scope.
 func (o *ops) publicHandler(is *issuer.Issuer, f serveFlags) http.Handler {
 	h := is.Handler()
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
-	lim := ratelimit.New(f.Limits.ChallengeRate, f.Limits.ChallengeBurst, f.Limits.ChallengeClients)
-	mux.Handle("POST "+api.PathChallenge, lim.Middleware(h, func(*http.Request) {
-		o.metrics.RateLimited("POST " + api.PathChallenge)
-	}))
+	limited := func(r *http.Request, scope string) { o.metrics.RateLimited(r.Pattern, scope) }
+	l := f.Limits
+	lim := ratelimit.New(l.ChallengeRate, l.ChallengeBurst, l.ChallengeClients, ratelimit.WithGlobal(l.GlobalRate, l.GlobalBurst))
+	for _, route := range stateRoutes {
+		mux.Handle(route, lim.Middleware(h, limited))
+	}
+	streams := ratelimit.NewConcurrency(l.RevocationStreams, l.RevocationStreamsPerClient)
+	mux.Handle("GET "+api.PathRevocations, streams.Middleware(h, streamRetryAfter, limited))
 	o.health.Routes(mux)
 	if f.MetricsAddr == "" {
 		mux.Handle("GET /metrics", o.metrics.Handler())

@@ -242,7 +242,7 @@ func assembleIssuer(f serveFlags, url string, o *ops, st issuerStores, pol polic
 	return issuer.New(issuer.Config{
 		URL: url, Keyring: st.ring, Keys: st.keys, Nonces: o.metrics.NonceStore(nonces), Clocks: clocks,
 		Status: status, Revocations: feed,
-		StatusTTL: f.scale.statusTTL, StatusListValidity: f.scale.statusListValidity,
+		StatusTTL: f.scale.statusTTL, StatusListValidity: f.scale.statusListValidity, StreamLifetime: f.Limits.RevocationStreamLifetime,
 		Allowlist: allow, Enroll: enr,
 		Evidence: ev, Policy: pol, NonceTTL: f.NonceTTL, TokenLifetime: f.TokenLifetime,
 		Audiences: f.Audiences, Log: o.log,

@@ -264,7 +264,7 @@ func TestChallengeRateLimit(t *testing.T) {
 		t.Fatalf("another client: %d, want 200", resp.StatusCode)
 	}
 	_, scrape, _ := get(t, srv.url+"/metrics")
-	if !strings.Contains(scrape, `passport_rate_limited_total{route="POST /v1/challenge"} 1`) {
+	if !strings.Contains(scrape, `passport_rate_limited_total{route="POST /v1/challenge",scope="client"} 1`) {
 		t.Fatalf("rate limit not counted:\n%s", grep(scrape, "rate_limited"))
 	}
 }
