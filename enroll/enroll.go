@@ -192,7 +192,7 @@ func (e *Enroller) Start(ctx context.Context, req *api.EnrollRequest) (*api.Enro
 	if _, err := rand.Read(id); err != nil {
 		return nil, err
 	}
-	if err := e.cfg.Sessions.PutNonce(ctx, id, val, e.cfg.TTL); err != nil {
+	if err := e.cfg.Sessions.PutNonce(ctx, sessionKey(id), val, e.cfg.TTL); err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
 	return &api.EnrollChallenge{ID: id, Credential: cred, Secret: encSecret,
@@ -249,6 +249,17 @@ func ekSymmetricSize(ek tpm2.Public) (int, error) {
 	return int(sym.KeyBits) / 8, nil
 }
 
+// sessionKey is the store key of enrollment id: SHA-256 over a domain label and id. Sessions
+// share the issuer's nonce store with challenge nonces, which are 32 random bytes too; keyed
+// apart, an enrollment id is never a challenge nonce an attestation could consume, and a
+// challenge nonce is never an enrollment (it is unknown: 409).
+func sessionKey(id []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte("passport-enrollment-session\x00"))
+	h.Write(id)
+	return h.Sum(nil)
+}
+
 // Finish consumes the enrollment (single use) and, when the secret is the one Start encrypted
 // (constant-time comparison of SHA-256 digests), pins the AK as TrustEnrolled. Errors wrap
 // ErrBadRequest, ErrEnrollmentUnknown, ErrActivation or store.ErrUnavailable; a wrong secret
@@ -257,7 +268,7 @@ func (e *Enroller) Finish(ctx context.Context, req *api.ActivateRequest) (*api.E
 	if req == nil || len(req.ID) != 32 || len(req.Secret) == 0 || len(req.Secret) > 64 {
 		return nil, fmt.Errorf("%w: enrollment_id (32 bytes) and secret (1..64 bytes) are required", ErrBadRequest)
 	}
-	val, err := e.cfg.Sessions.ConsumeNonce(ctx, req.ID)
+	val, err := e.cfg.Sessions.ConsumeNonce(ctx, sessionKey(req.ID))
 	if err != nil {
 		if errors.Is(err, store.ErrNonceUnknown) {
 			return nil, ErrEnrollmentUnknown

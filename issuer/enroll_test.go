@@ -289,3 +289,55 @@ func postJSON(ctx context.Context, url string, body, out any) error {
 func evidenceThumbprint(a *attester.Attester) (string, error) {
 	return evidence.Thumbprint(a.AKPublic())
 }
+
+// TestEnrollmentIDsAreNotNonces: enrollment sessions share the nonce store with challenges,
+// keyed apart: an enrollment id submitted as an attestation nonce is unknown (no token, and
+// the enrollment survives), and a challenge nonce submitted as an enrollment id is unknown
+// (409, not a store failure), the challenge still usable.
+func TestEnrollmentIDsAreNotNonces(t *testing.T) {
+	a := testenv.Attester(t, testenv.DefaultLog)
+	ctx := context.Background()
+	srv := testenv.Issuer(t, testenv.IssuerOptions{TrustAKs: []crypto.PublicKey{a.AKPublic()},
+		PinnedEKs: []crypto.PublicKey{ekPublic(t, a, attester.EKRSA)}})
+	c := &attester.Client{IssuerURL: srv.URL}
+	req, err := a.EnrollRequest(attester.EKRSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ch api.EnrollChallenge
+	if err := postJSON(ctx, srv.URL+api.PathEnroll, req, &ch); err != nil {
+		t.Fatal(err)
+	}
+	ev, err := a.Evidence(ch.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.Audience = "test"
+	if _, err := c.Submit(ctx, ev); err == nil {
+		t.Fatal("a token was minted on an enrollment id used as the nonce")
+	}
+	secret, err := a.ActivateCredential(attester.EKRSA, &ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := postJSON(ctx, srv.URL+api.PathEnrollActivate, &api.ActivateRequest{ID: ch.ID, Secret: secret}, &api.EnrollResponse{}); err != nil {
+		t.Fatalf("the enrollment did not survive its id's use as a nonce: %v", err)
+	}
+
+	n, err := c.Challenge(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = postJSON(ctx, srv.URL+api.PathEnrollActivate, &api.ActivateRequest{ID: n.Nonce, Secret: []byte("x")}, &api.EnrollResponse{})
+	if status, got := code(t, err); status != http.StatusConflict || got != "enrollment_unknown" {
+		t.Fatalf("challenge nonce as enrollment id: %d %s, want 409 enrollment_unknown", status, got)
+	}
+	ev, err = a.Evidence(n.Nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.Audience = "test"
+	if _, err := c.Submit(ctx, ev); err != nil {
+		t.Fatalf("the challenge was burnt by its use as an enrollment id: %v", err)
+	}
+}
