@@ -307,6 +307,14 @@ func TestOpen(t *testing.T) {
 		{url: "redis://h:6379/0?dial_timeout=1s;pool_size=3", err: true},
 		{url: "unix:///run/redis.sock?db=3;protocol=3", err: true},
 		{url: "redis://h:6379/0?dial_timeout=%zz", err: true},
+		// Reads from a lagging replica would see a status counter behind the one INCR just
+		// returned (a false data-loss latch); some of these make go-redis panic with Sentinel.
+		{url: "redis+cluster://a:7000?read_only=true", err: true},
+		{url: "redis+cluster://a:7000?route_by_latency=true", err: true},
+		{url: "redis+cluster://a:7000?Route_Randomly=true", err: true},
+		{url: "redis+sentinel://s1:26379/0?master_name=m&route_randomly=true", err: true},
+		{url: "redis+sentinel://s1:26379/0?master_name=m&route_by_latency=true", err: true},
+		{url: "redis+sentinel://s1:26379/0?master_name=m&replica_only=true", err: true},
 	}
 	for _, tc := range cases {
 		c, err := Open(tc.url)

@@ -23,7 +23,10 @@ import (
 // ParseURL, ParseFailoverURL and ParseClusterURL (dial_timeout, read_timeout, pool_size, ...);
 // further sentinels or cluster seeds may also be given as repeated addr=host:port options. For
 // Sentinel the user and password in the URL are the sentinels' (the master's go in the
-// username and password options). Open does not connect: the first command does.
+// username and password options). Options that send reads to replicas (read_only,
+// route_by_latency, route_randomly, replica_only) are refused, and so are query options go-redis
+// would silently drop (';'-separated, badly escaped). Open does not connect: the first command
+// does.
 func Open(rawURL string) (redis.UniversalClient, error) { return OpenTimeout(rawURL, 0) }
 
 // OpenTimeout is Open with timeout (when > 0) as the dial, read and write timeout of every
@@ -50,8 +53,14 @@ func OpenTimeout(rawURL string, timeout time.Duration) (redis.UniversalClient, e
 		if strings.Contains(query, ";") {
 			return nil, fmt.Errorf("redisstore: %s: separate query options with '&', not ';'", redact(rawURL))
 		}
-		if _, err := url.ParseQuery(query); err != nil {
+		q, err := url.ParseQuery(query)
+		if err != nil {
 			return nil, fail(rawURL, fmt.Errorf("query options: %w", err))
+		}
+		for name := range q {
+			if replicaRouting[strings.ToLower(name)] {
+				return nil, fmt.Errorf("redisstore: %s: option %s sends reads to replicas, which lag the master: passport reads what it has just written (nonces, status counters) and would take a lagging counter for a data loss", redact(rawURL), name)
+			}
 		}
 	}
 	if strings.ToLower(scheme) == "unix" { // a local server's socket: no TCP loopback cost
@@ -111,6 +120,11 @@ func OpenTimeout(rawURL string, timeout time.Duration) (redis.UniversalClient, e
 	}
 	return nil, fmt.Errorf("redisstore: unsupported URL scheme %q (want redis, redis+sentinel or redis+cluster)", scheme)
 }
+
+// replicaRouting are the go-redis URL options that route commands to replicas (Cluster's
+// read_only, route_by_latency, route_randomly; Sentinel's replica_only; go-redis panics on some
+// of them with a Sentinel URL): Open refuses them.
+var replicaRouting = map[string]bool{"read_only": true, "route_by_latency": true, "route_randomly": true, "replica_only": true}
 
 // withAddrs rewrites "userinfo@h1:p1,h2:p2/path?query" as a redis URL on h1:p1 with addr=h2:p2
 // options, the form go-redis's ParseFailoverURL and ParseClusterURL read.
