@@ -41,6 +41,8 @@ type HTTPError struct {
 	Status int
 	// Err is the issuer's error body; never nil.
 	Err *api.Error
+
+	retryAfter time.Duration // the answer's Retry-After, when it had one
 }
 
 // Error reports the status and the issuer's error.
@@ -108,7 +110,13 @@ func (c *Client) Attest(ctx context.Context, a *Attester, audience string) (*api
 	return c.Submit(ctx, req)
 }
 
-// post sends body as JSON to path and decodes a 2xx answer into out.
+// MaxRetryAfter is the longest Retry-After a Client waits on a 429 Too Many Requests before it
+// retries, once; a longer delay (or a second 429) is returned to the caller as the *HTTPError.
+const MaxRetryAfter = 5 * time.Second
+
+// post sends body as JSON to path and decodes a 2xx answer into out. On 429 (the issuer's rate
+// limits refuse a request before acting on it, so sending it again is safe) it waits the
+// answer's Retry-After, when at most MaxRetryAfter, and tries once more.
 func (c *Client) post(ctx context.Context, path string, body, out any) error {
 	u, err := c.endpoint(path)
 	if err != nil {
@@ -118,6 +126,23 @@ func (c *Client) post(ctx context.Context, path string, body, out any) error {
 	if err != nil {
 		return fmt.Errorf("attester: encode request for %s: %w", path, err)
 	}
+	err = c.send(ctx, path, u, b, out)
+	var he *HTTPError
+	if !errors.As(err, &he) || he.Status != http.StatusTooManyRequests || he.retryAfter <= 0 || he.retryAfter > MaxRetryAfter {
+		return err
+	}
+	t := time.NewTimer(he.retryAfter)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return err
+	case <-t.C:
+	}
+	return c.send(ctx, path, u, b, out)
+}
+
+// send makes one POST of b to u (path names it in errors) and decodes a 2xx answer into out.
+func (c *Client) send(ctx context.Context, path, u string, b []byte, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(b))
 	if err != nil {
 		return fmt.Errorf("attester: build request for %s: %w", path, err)
@@ -138,7 +163,11 @@ func (c *Client) post(ctx context.Context, path string, body, out any) error {
 		return fmt.Errorf("attester: POST %s: read response (status %d): %w", path, resp.StatusCode, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("attester: POST %s: %w", path, decodeError(resp.StatusCode, data))
+		he := decodeError(resp.StatusCode, data)
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs >= 0 {
+			he.retryAfter = time.Duration(secs) * time.Second
+		}
+		return fmt.Errorf("attester: POST %s: %w", path, he)
 	}
 	if err := json.Unmarshal(data, out); err != nil {
 		return fmt.Errorf("attester: POST %s: %w: %w", path, ErrBadResponse, err)

@@ -214,3 +214,45 @@ func TestClientURLAndContext(t *testing.T) {
 		t.Errorf("err = %v, want context.DeadlineExceeded", err)
 	}
 }
+
+// TestClientRetriesRateLimitOnce: a 429 with a short Retry-After is waited out and the request
+// sent once more; a second 429, or a Retry-After over MaxRetryAfter, is returned at once.
+func TestClientRetriesRateLimitOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		limited    int    // answers 429 before the first 200
+		retryAfter string // of each 429
+		wantErr    bool
+		wantCalls  int32
+	}{
+		{"one 429, then served", 1, "1", false, 2},
+		{"two 429s", 2, "1", true, 2},
+		{"Retry-After too long", 1, "60", true, 1},
+		{"no Retry-After", 1, "", true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var calls atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if int(calls.Add(1)) <= tc.limited {
+					if tc.retryAfter != "" {
+						w.Header().Set("Retry-After", tc.retryAfter)
+					}
+					w.Header().Set("Content-Type", "application/json")
+					w.WriteHeader(http.StatusTooManyRequests)
+					_, _ = w.Write([]byte(`{"error":"rate_limited"}`))
+					return
+				}
+				_ = json.NewEncoder(w).Encode(api.ChallengeResponse{Nonce: make([]byte, api.NonceSize)})
+			}))
+			defer srv.Close()
+			_, err := (&attester.Client{IssuerURL: srv.URL}).Challenge(context.Background())
+			if (err != nil) != tc.wantErr || calls.Load() != tc.wantCalls {
+				t.Fatalf("err %v after %d requests; want error %v after %d", err, calls.Load(), tc.wantErr, tc.wantCalls)
+			}
+			var he *attester.HTTPError
+			if err != nil && (!errors.As(err, &he) || he.Status != http.StatusTooManyRequests) {
+				t.Fatalf("err %v, want the 429 *HTTPError", err)
+			}
+		})
+	}
+}
