@@ -44,6 +44,7 @@ serve:
   addr: 127.0.0.1:1001          # overridden by env and flag
   nonce-ttl: 90s                # overridden by env
   token-lifetime: 10m           # from the file
+  ek-reenroll-interval: 0s      # from the file: 0 turns the wait off
   audience: [billing, storage]  # a YAML list
   trust-any-ak: true
 kbs:
@@ -68,6 +69,7 @@ kbs:
 		{"addr", s.Addr, "127.0.0.1:3003", config.FromFlag},
 		{"nonce-ttl", s.NonceTTL, 2 * time.Minute, config.FromEnv},
 		{"token-lifetime", s.TokenLifetime, 10 * time.Minute, config.FromFile},
+		{"ek-reenroll-interval", s.AK.EKReenrollInterval, time.Duration(0), config.FromFile},
 		{"audience", strings.Join(s.Audiences, ","), "billing,storage", config.FromFile},
 		{"trust-any-ak", s.TrustAnyAK, true, config.FromFile},
 		{"alg", s.Alg, "ES256", config.FromDefault},
@@ -142,6 +144,7 @@ func TestValidateReportsAllErrors(t *testing.T) {
 	s.SigningKey = "/nonexistent/key.pem"
 	s.NonceTTL = 0
 	s.TokenLifetime = -time.Second
+	s.AK.EKReenrollInterval = -time.Second
 	s.TLS.Cert = "/nonexistent/cert.pem"
 	s.AdminAddr = "127.0.0.1:9443"
 	s.MetricsAddr = "127.0.0.1:9443"
@@ -168,6 +171,7 @@ func TestValidateReportsAllErrors(t *testing.T) {
 		"signing-key: open /nonexistent/key.pem",
 		"nonce-ttl: 0s is not a positive duration",
 		"token-lifetime: -1s",
+		"ek-reenroll-interval: must not be negative",
 		"tls-cert, tls-key: give both or neither",
 		"admin-credential: the admin API needs a credential",
 		"metrics-addr: must differ from addr and admin-addr",

@@ -21,6 +21,9 @@ const (
 	DefaultNonceTTL      = 60 * time.Second
 	DefaultTokenLifetime = 5 * time.Minute
 	DefaultRedisTimeout  = 2 * time.Second
+	// DefaultEKReenrollInterval is enroll.DefaultReenrollInterval: an EK may enroll another
+	// AK 10 minutes after its current one, twice DefaultTokenLifetime.
+	DefaultEKReenrollInterval = 10 * time.Minute
 	// DefaultGOGC is the issuer's garbage-collection target (runtime/debug.SetGCPercent) when
 	// neither the gogc key nor the GOGC environment variable sets one: the heap may grow to 5x
 	// the live data (a few MiB) between collections. Evidence verification allocates ~100 KB
@@ -39,7 +42,7 @@ type Serve struct {
 	RedisTimeout    time.Duration // redis-timeout: dial, read and write timeout of each Redis call
 	AKAllowlist     string        // ak-allowlist: file of trusted AK public keys
 	TrustAnyAK      bool          // trust-any-ak: demo mode
-	AK              AKTrust       // ak-roots, ak-intermediates, ek-roots, ek-intermediates, ek-allowlist
+	AK              AKTrust       // ak-roots, ak-intermediates, ek-roots, ek-intermediates, ek-allowlist, ek-reenroll-interval
 	SigningKey      string        // signing-key: PEM private key file; generated when empty
 	Alg             string        // alg: algorithm of a generated key
 	Policy          string        // policy: appraisal policy file (docs/POLICY.md)
@@ -70,6 +73,9 @@ type AKTrust struct {
 	EKRoots         []string // ek-roots: EK certificate roots; turns on EK enrollment
 	EKIntermediates []string // ek-intermediates: intermediate CAs for ek-roots
 	EKAllowlist     string   // ek-allowlist: pinned EK public keys; turns on EK enrollment
+	// ek-reenroll-interval: how long after its AK's enrollment an EK may enroll another AK
+	// (enroll.Config.ReenrollInterval); 0 turns the wait off.
+	EKReenrollInterval time.Duration
 }
 
 // EnrollOn reports whether EK enrollment is configured.
@@ -121,6 +127,7 @@ func DefaultServe() Serve {
 		Alg:           DefaultAlg,
 		NonceTTL:      DefaultNonceTTL,
 		TokenLifetime: DefaultTokenLifetime,
+		AK:            AKTrust{EKReenrollInterval: DefaultEKReenrollInterval},
 		PolicyPoll:    5 * time.Second,
 		Server:        DefaultServer(),
 		Limits:        DefaultLimits(),
@@ -142,6 +149,7 @@ func (s *Serve) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&s.AK.EKRoots, "ek-roots", s.AK.EKRoots, "PEM/DER file(s) of EK certificate roots: turns on EK enrollment (POST /v1/enroll) (repeatable)")
 	fs.StringSliceVar(&s.AK.EKIntermediates, "ek-intermediates", s.AK.EKIntermediates, "PEM/DER file(s) of intermediate CAs for --ek-roots (repeatable)")
 	fs.StringVar(&s.AK.EKAllowlist, "ek-allowlist", s.AK.EKAllowlist, "file of pinned EK public keys (PEM or JWKS) for TPMs without an EK certificate: turns on EK enrollment")
+	fs.DurationVar(&s.AK.EKReenrollInterval, "ek-reenroll-interval", s.AK.EKReenrollInterval, "how long after an AK's enrollment its EK may enroll another AK (keep it at least --token-lifetime: one TPM then holds at most two token subs at once); 0 disables the wait")
 	fs.StringVar(&s.SigningKey, "signing-key", s.SigningKey, "PEM private key (PKCS#8 or SEC 1) to sign tokens; generated at start when empty")
 	fs.StringVar(&s.Alg, "alg", s.Alg, "signing algorithm for a generated key: ES256, ES384, EdDSA, PS256, RS256")
 	fs.StringVar(&s.Policy, "policy", s.Policy, "appraisal policy file (YAML, docs/POLICY.md; reloaded on change and SIGHUP); without it any verified evidence is affirmed")
@@ -231,6 +239,9 @@ func (s *Serve) Validate() error {
 	}
 	if len(s.AK.EKIntermediates) > 0 && len(s.AK.EKRoots) == 0 {
 		e.add("ek-intermediates", "needs ek-roots")
+	}
+	if s.AK.EKReenrollInterval < 0 {
+		e.add("ek-reenroll-interval", "must not be negative (0 disables the wait)")
 	}
 	e.file("ak-allowlist", s.AKAllowlist)
 	e.file("ek-allowlist", s.AK.EKAllowlist)

@@ -33,8 +33,12 @@
 // VerifyHolder or RememberHolder: a relying party or key broker passes the verified token's
 // sub (the RFC 7638 thumbprint of the attester's attestation key), so all proofs of one
 // attester share one bound whatever cnf keys its tokens carry, and filling the whole cache takes
-// MaxReplayEntries / MaxEntriesPerKey distinct attesters (10 by default), each with a TPM the
-// issuer trusts. Verify and Remember, which name no holder, count each proof against its key's
+// MaxReplayEntries / MaxEntriesPerKey distinct attesters (10 by default), that is attestation
+// keys the issuer trusts. A pinned or certified AK is one per TPM; with EK enrollment (package
+// enroll) a TPM can make new AKs, but its EK enrolls another only once per re-enrollment
+// interval (default 10 minutes, twice the default token lifetime), so each TPM counts once per
+// interval: at most two subs with valid tokens at a time, 5 such TPMs for the default bound.
+// Verify and Remember, which name no holder, count each proof against its key's
 // thumbprint.
 //
 // Only proofs whose key is authenticated may take room in the cache. Verify checks and records

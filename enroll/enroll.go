@@ -8,6 +8,12 @@
 // those attributes: restricted, fixedTPM) releases it. The secret coming back proves it; the
 // AK is then recorded in the evidence.Allowlist as TrustEnrolled, one AK per EK.
 //
+// A TPM can make fresh AKs at will (another template, or TPM2_Clear, which changes the owner
+// seed but not the endorsement seed), and tokens minted under a replaced AK stay valid until
+// their exp. So that one TPM cannot hold many token subs at once (relying parties bound each
+// sub's share of their DPoP replay cache, package dpop), an EK may enroll an AK other than the
+// one enrolled with it only Config.ReenrollInterval after that one was enrolled.
+//
 // The credential is generated with go-tpm's legacy/tpm2/credactivation (server-side
 // TPM2_MakeCredential); nothing here is hand-rolled cryptography.
 package enroll
@@ -47,13 +53,44 @@ const secretSize = 32
 // with the open enrollment, so this also bounds what one request can park in the store.
 const MaxPublicArea = 1 << 10
 
+// DefaultReenrollInterval is Config.ReenrollInterval's default: 10 minutes, longer than the
+// issuer's default token lifetime (issuer.DefaultTokenLifetime, 5 minutes), so that at any
+// instant one TPM holds valid tokens under at most two AKs (the current one and the one it
+// replaced).
+const DefaultReenrollInterval = 10 * time.Minute
+
+// ekLockTTL bounds how long Finish holds an EK's lock (re-check and pin, a few store round
+// trips): a holder that dies leaves the EK locked at most this long.
+const ekLockTTL = 30 * time.Second
+
 // Sentinel errors; Status maps them to HTTP.
 var (
 	ErrBadRequest        = errors.New("enroll: bad request")
 	ErrUntrustedEK       = errors.New("enroll: endorsement key not trusted")
 	ErrActivation        = errors.New("enroll: credential activation failed: the secret is wrong")
 	ErrEnrollmentUnknown = errors.New("enroll: enrollment unknown, expired or already used")
+	// ErrReenrollTooSoon: the EK has another AK enrolled, for less than the re-enrollment
+	// interval (or another enrollment of it is finishing). Errors wrapping it are
+	// *TooSoonError, which says how long to wait.
+	ErrReenrollTooSoon = errors.New("enroll: the EK enrolled another AK less than the re-enrollment interval ago")
 )
+
+// TooSoonError refuses the enrollment of an AK with an EK that has another AK enrolled for less
+// than Config.ReenrollInterval. It wraps ErrReenrollTooSoon.
+type TooSoonError struct {
+	// EK is the EK's thumbprint; AK the thumbprint of the AK enrolled with it.
+	EK, AK string
+	// RetryAfter is how long until the EK may enroll another AK (> 0).
+	RetryAfter time.Duration
+}
+
+// Error says which EK and how long to wait.
+func (e *TooSoonError) Error() string {
+	return fmt.Sprintf("%v: EK %s has AK %s enrolled; another AK may enroll in %s", ErrReenrollTooSoon, e.EK, e.AK, e.RetryAfter.Round(time.Second))
+}
+
+// Unwrap returns ErrReenrollTooSoon.
+func (e *TooSoonError) Unwrap() error { return ErrReenrollTooSoon }
 
 // Config wires an Enroller. Sessions and Allowlist are required, and at least one of EKRoots
 // and PinnedEKs.
@@ -69,6 +106,10 @@ type Config struct {
 	Allowlist *evidence.Allowlist
 	// TTL of an enrollment challenge (default DefaultTTL).
 	TTL time.Duration
+	// ReenrollInterval is how long after an AK's enrollment (evidence.AKRecord.Added) its EK
+	// may enroll another AK; the same AK may enroll again at any time. Zero means
+	// DefaultReenrollInterval, negative no interval. Keep it at least the token lifetime.
+	ReenrollInterval time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -94,6 +135,9 @@ func New(cfg Config) (*Enroller, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.ReenrollInterval == 0 {
+		cfg.ReenrollInterval = DefaultReenrollInterval
 	}
 	e := &Enroller{cfg: cfg}
 	for _, k := range cfg.PinnedEKs {
@@ -140,7 +184,9 @@ func decodePublic(what string, b []byte) (tpm2.Public, []byte, error) {
 // Start checks the EK (certificate chain or pin) and the AK's public area (a restricted
 // signing key, evidence.CheckAKAttributes; both areas exactly one canonical TPMT_PUBLIC of at
 // most MaxPublicArea bytes), and returns a credential for the AK's name encrypted to the EK.
-// Errors wrap ErrBadRequest, ErrUntrustedEK or store.ErrUnavailable.
+// An AK other than the one enrolled with the EK within the re-enrollment interval is refused
+// with a *TooSoonError. Errors wrap ErrBadRequest, ErrUntrustedEK, ErrReenrollTooSoon or
+// store.ErrUnavailable.
 func (e *Enroller) Start(ctx context.Context, req *api.EnrollRequest) (*api.EnrollChallenge, error) {
 	if req == nil || len(req.EKPub) == 0 || len(req.AKPub) == 0 {
 		return nil, fmt.Errorf("%w: ek_pub and ak_pub are required", ErrBadRequest)
@@ -165,11 +211,19 @@ func (e *Enroller) Start(ctx context.Context, req *api.EnrollRequest) (*api.Enro
 	if err != nil {
 		return nil, err
 	}
-	if _, err := akArea.Key(); err != nil {
+	akKey, err := akArea.Key()
+	if err != nil {
 		return nil, fmt.Errorf("%w: AK public key: %w", ErrBadRequest, err)
 	}
 	if err := evidence.CheckAKAttributes(akArea); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	akID, err := evidence.Thumbprint(akKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	if err := e.checkReenroll(ctx, ekID, akID); err != nil {
+		return nil, err
 	}
 	name, err := akArea.Name()
 	if err != nil || name.Digest == nil {
@@ -260,10 +314,45 @@ func sessionKey(id []byte) []byte {
 	return h.Sum(nil)
 }
 
+// checkReenroll returns a *TooSoonError when the EK ekID has an AK other than akID enrolled
+// for less than the re-enrollment interval, an error wrapping store.ErrUnavailable when the
+// store cannot tell (fail closed), else nil.
+func (e *Enroller) checkReenroll(ctx context.Context, ekID, akID string) error {
+	if e.cfg.ReenrollInterval < 0 {
+		return nil
+	}
+	rec, err := e.cfg.Allowlist.EnrolledWith(ctx, ekID)
+	switch {
+	case errors.Is(err, store.ErrAKUnknown):
+		return nil
+	case err != nil:
+		return fmt.Errorf("enroll: AK enrolled with EK %s: %w", ekID, err)
+	case rec.ID == akID:
+		return nil
+	}
+	if wait := rec.Added.Add(e.cfg.ReenrollInterval).Sub(e.cfg.Now()); wait > 0 {
+		return &TooSoonError{EK: ekID, AK: rec.ID, RetryAfter: wait}
+	}
+	return nil
+}
+
+// ekLockKey is the nonce-store key of the lock Finish holds on EK ekID while it re-checks the
+// re-enrollment interval and pins: SHA-256 over a domain label and the thumbprint, apart from
+// sessions and challenge nonces.
+func ekLockKey(ekID string) []byte {
+	h := sha256.New()
+	h.Write([]byte("passport-enrollment-ek-lock\x00"))
+	h.Write([]byte(ekID))
+	return h.Sum(nil)
+}
+
 // Finish consumes the enrollment (single use) and, when the secret is the one Start encrypted
-// (constant-time comparison of SHA-256 digests), pins the AK as TrustEnrolled. Errors wrap
-// ErrBadRequest, ErrEnrollmentUnknown, ErrActivation or store.ErrUnavailable; a wrong secret
-// burns the enrollment.
+// (constant-time comparison of SHA-256 digests), pins the AK as TrustEnrolled. The
+// re-enrollment interval is checked again under a lock on the EK held in the session store
+// (shared by replicas), so that two enrollments finishing together cannot both pin; the one
+// that finds the lock taken gets a *TooSoonError of one second. Errors wrap ErrBadRequest,
+// ErrEnrollmentUnknown, ErrActivation, ErrReenrollTooSoon or store.ErrUnavailable; a wrong
+// secret, or a refusal, burns the enrollment.
 func (e *Enroller) Finish(ctx context.Context, req *api.ActivateRequest) (*api.EnrollResponse, error) {
 	if req == nil || len(req.ID) != 32 || len(req.Secret) == 0 || len(req.Secret) > 64 {
 		return nil, fmt.Errorf("%w: enrollment_id (32 bytes) and secret (1..64 bytes) are required", ErrBadRequest)
@@ -290,6 +379,23 @@ func (e *Enroller) Finish(ctx context.Context, req *api.ActivateRequest) (*api.E
 	ak, err := area.Key()
 	if err != nil {
 		return nil, fmt.Errorf("enroll: stored AK: %w", err)
+	}
+	akID, err := evidence.Thumbprint(ak)
+	if err != nil {
+		return nil, fmt.Errorf("enroll: stored AK: %w", err)
+	}
+	if e.cfg.ReenrollInterval >= 0 {
+		lock := ekLockKey(s.EK)
+		if err := e.cfg.Sessions.PutNonce(ctx, lock, []byte{1}, ekLockTTL); errors.Is(err, store.ErrNonceExists) {
+			return nil, &TooSoonError{EK: s.EK, AK: "(another enrollment finishing)", RetryAfter: time.Second}
+		} else if err != nil {
+			return nil, fmt.Errorf("enroll: lock EK: %w", err)
+		}
+		// The lock's TTL frees it should this fail; a cancelled request still releases it.
+		defer func() { _, _ = e.cfg.Sessions.ConsumeNonce(context.WithoutCancel(ctx), lock) }()
+		if err := e.checkReenroll(ctx, s.EK, akID); err != nil {
+			return nil, err
+		}
 	}
 	rec, err := e.cfg.Allowlist.Pin(ctx, ak, evidence.TrustEnrolled, "enroll", s.EK)
 	if err != nil {

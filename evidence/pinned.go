@@ -139,6 +139,27 @@ func (a *Allowlist) Lookup(ctx context.Context, id string) (*AKRecord, error) {
 	return &rec, nil
 }
 
+// EnrolledWith returns the record of the AK currently enrolled with the EK whose thumbprint is
+// ek (the store's EK index, kept by Pin), or an error wrapping store.ErrAKUnknown when none is:
+// no store, no enrollment with that EK, or its AK since unpinned.
+func (a *Allowlist) EnrolledWith(ctx context.Context, ek string) (*AKRecord, error) {
+	if a.store == nil || ek == "" {
+		return nil, fmt.Errorf("evidence: EK %s: %w", ek, store.ErrAKUnknown)
+	}
+	id, err := a.store.GetAK(ctx, ekIndexPrefix+ek)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := a.Lookup(ctx, string(id))
+	if err != nil {
+		return nil, err
+	}
+	if rec.EK != ek {
+		return nil, fmt.Errorf("evidence: EK %s: its AK %s is no longer enrolled with it: %w", ek, rec.ID, store.ErrAKUnknown)
+	}
+	return rec, nil
+}
+
 // List returns every pinned AK, in-memory keys first, each group sorted by id.
 func (a *Allowlist) List(ctx context.Context) ([]AKRecord, error) {
 	var out []AKRecord

@@ -2,7 +2,10 @@ package issuer
 
 import (
 	"errors"
+	"math"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/passport-attest/passport/api"
 	"github.com/passport-attest/passport/enroll"
@@ -56,7 +59,9 @@ func (is *Issuer) handleActivate(w http.ResponseWriter, r *http.Request) {
 }
 
 // writeEnrollError renders enroll's errors: 400 bad input, 403 untrusted EK or failed
-// activation, 409 unknown or used enrollment, 503 store outage.
+// activation, 409 unknown or used enrollment, 429 another AK enrolled with the EK within the
+// re-enrollment interval (Retry-After: whole seconds until it may, RFC 9110 section 10.2.3),
+// 503 store outage.
 func (is *Issuer) writeEnrollError(w http.ResponseWriter, r *http.Request, err error) {
 	var status int
 	var code string
@@ -72,6 +77,13 @@ func (is *Issuer) writeEnrollError(w http.ResponseWriter, r *http.Request, err e
 		status, code = http.StatusForbidden, "activation_failed"
 	case errors.Is(err, enroll.ErrEnrollmentUnknown):
 		status, code = http.StatusConflict, "enrollment_unknown"
+	case errors.Is(err, enroll.ErrReenrollTooSoon):
+		status, code = http.StatusTooManyRequests, "reenroll_too_soon"
+		wait := time.Second
+		if te, ok := errors.AsType[*enroll.TooSoonError](err); ok {
+			wait = te.RetryAfter
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(max(int(math.Ceil(wait.Seconds())), 1)))
 	default:
 		is.writeError(w, r, err)
 		return

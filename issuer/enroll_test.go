@@ -13,6 +13,9 @@ import (
 	"io"
 	"math/big"
 	"net/http"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 
 	"github.com/passport-attest/passport/api"
 	"github.com/passport-attest/passport/attester"
+	"github.com/passport-attest/passport/enroll"
 	"github.com/passport-attest/passport/evidence"
 	"github.com/passport-attest/passport/internal/forge"
 	"github.com/passport-attest/passport/internal/testenv"
@@ -340,4 +344,213 @@ func TestEnrollmentIDsAreNotNonces(t *testing.T) {
 	if _, err := c.Submit(ctx, ev); err != nil {
 		t.Fatalf("the challenge was burnt by its use as an enrollment id: %v", err)
 	}
+}
+
+// twoAKs runs on one simulator an enrollment start and activation for its AK, TPM2_Clear
+// (new owner seed, same endorsement seed), and the same for the new AK under the same EK,
+// against an issuer started with o (pinning that EK). Neither enrollment is finished.
+func twoAKs(t *testing.T, o testenv.IssuerOptions) (srv *testenv.Server, a2 *attester.Attester, chs [2]*api.EnrollChallenge, secrets [2][]byte) {
+	t.Helper()
+	log := testenv.EventLog(t, testenv.DefaultLog)
+	rw, err := attester.OpenTPM("simulator")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rw.Close() })
+	if _, err := attester.ReplayEventLog(rw, log); err != nil {
+		t.Fatal(err)
+	}
+	newAttester := func() *attester.Attester {
+		a, err := attester.New(attester.Options{TPM: rw, EventLog: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Close() })
+		return a
+	}
+	a1 := newAttester()
+	ek := ekPublic(t, a1, attester.EKRSA)
+	o.PinnedEKs = []crypto.PublicKey{ek}
+	srv = testenv.Issuer(t, o)
+	start := func(a *attester.Attester) (*api.EnrollChallenge, []byte) {
+		t.Helper()
+		req, err := a.EnrollRequest(attester.EKRSA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ch api.EnrollChallenge
+		if err := postJSON(context.Background(), srv.URL+api.PathEnroll, req, &ch); err != nil {
+			t.Fatalf("start: %v", err)
+		}
+		secret, err := a.ActivateCredential(attester.EKRSA, &ch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &ch, secret
+	}
+	chs[0], secrets[0] = start(a1)
+	if err := tpm2.Clear(rw, tpm2.HandleLockout, tpm2.AuthCommand{Session: tpm2.HandlePasswordSession, Attributes: tpm2.AttrContinueSession}); err != nil {
+		t.Fatal(err)
+	}
+	a2 = newAttester()
+	if mustThumbprint(t, a1.AKPublic()) == mustThumbprint(t, a2.AKPublic()) {
+		t.Fatal("TPM2_Clear left the same AK")
+	}
+	if mustThumbprint(t, ekPublic(t, a2, attester.EKRSA)) != mustThumbprint(t, ek) {
+		t.Fatal("TPM2_Clear changed the EK")
+	}
+	chs[1], secrets[1] = start(a2)
+	return srv, a2, chs, secrets
+}
+
+// TestEnrollReenrollInterval: a second AK of the same TPM (twoAKs) is refused within the
+// re-enrollment interval with 429 reenroll_too_soon and a Retry-After, both by activation (its
+// enrollment started before the first AK was pinned) and by a new start; after the interval it
+// enrolls (and replaces the first AK), and enrolling the same AK again right away works.
+func TestEnrollReenrollInterval(t *testing.T) {
+	clock := &testClock{}
+	srv, a2, chs, secrets := twoAKs(t, testenv.IssuerOptions{Now: clock.Now})
+	ctx := context.Background()
+	c := &attester.Client{IssuerURL: srv.URL}
+	finish := func(i int) error {
+		return postJSON(ctx, srv.URL+api.PathEnrollActivate, &api.ActivateRequest{ID: chs[i].ID, Secret: secrets[i]}, &api.EnrollResponse{})
+	}
+	if err := finish(0); err != nil {
+		t.Fatalf("first AK: %v", err)
+	}
+	err := finish(1)
+	if status, got := code(t, err); status != http.StatusTooManyRequests || got != "reenroll_too_soon" {
+		t.Fatalf("second AK activated within the interval: %d %s", status, got)
+	}
+	if _, err := c.Attest(ctx, a2, "test"); err == nil {
+		t.Fatal("second AK trusted within the interval")
+	}
+
+	// A new start for AK2 is refused too, with how long to wait.
+	req, err := a2.EnrollRequest(attester.EKRSA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(req)
+	resp, err := http.Post(srv.URL+api.PathEnroll, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	wait, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if resp.StatusCode != http.StatusTooManyRequests || wait < 1 || wait > int(enroll.DefaultReenrollInterval/time.Second) {
+		t.Fatalf("second AK started within the interval: %d, Retry-After %q (want 429, 1..600)", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+
+	// After the interval AK2 enrolls and replaces AK1; enrolling AK2 again at once works.
+	clock.Add(enroll.DefaultReenrollInterval + time.Second)
+	for i := range 2 {
+		if _, err := c.Enroll(ctx, a2, attester.EKRSA); err != nil {
+			t.Fatalf("enrollment %d of the second AK after the interval: %v", i+1, err)
+		}
+	}
+	if _, err := c.Attest(ctx, a2, "test"); err != nil {
+		t.Fatalf("second AK after enrollment: %v", err)
+	}
+}
+
+// gatedAKs, once armed, holds the answer to the first read of an EK index entry ("ek:...")
+// until a second read has been answered too or the test opens the gate: two activations that
+// check at once both read the index before either pins.
+type gatedAKs struct {
+	*memory.Store
+	mu       sync.Mutex
+	armed    bool
+	arrivals int
+	gate     chan struct{}
+	once     sync.Once
+}
+
+func (g *gatedAKs) open() { g.once.Do(func() { close(g.gate) }) }
+
+func (g *gatedAKs) GetAK(ctx context.Context, id string) ([]byte, error) {
+	g.mu.Lock()
+	hold := g.armed && strings.HasPrefix(id, "ek:") && g.arrivals < 2
+	if hold {
+		g.arrivals++
+		if g.arrivals == 2 {
+			g.open()
+		}
+	}
+	v, err := g.Store.GetAK(ctx, id)
+	g.mu.Unlock()
+	if hold {
+		<-g.gate
+	}
+	return v, err
+}
+
+// TestEnrollReenrollRace: two activations of different AKs of one EK at once (both started
+// before either was pinned) pin at most one AK: the other gets 429 reenroll_too_soon.
+func TestEnrollReenrollRace(t *testing.T) {
+	aks := &gatedAKs{Store: memory.New(), gate: make(chan struct{})}
+	srv, _, chs, secrets := twoAKs(t, testenv.IssuerOptions{AKs: aks})
+	aks.mu.Lock()
+	aks.armed = true
+	aks.mu.Unlock()
+	errs := make(chan error, 2)
+	for i := range 2 {
+		go func() {
+			errs <- postJSON(context.Background(), srv.URL+api.PathEnrollActivate, &api.ActivateRequest{ID: chs[i].ID, Secret: secrets[i]}, &api.EnrollResponse{})
+		}()
+	}
+	first := <-errs
+	aks.open() // the second activation, if held alone, may go on
+	second := <-errs
+	var ok, refused int
+	for _, err := range []error{first, second} {
+		if err == nil {
+			ok++
+			continue
+		}
+		if status, got := code(t, err); status != http.StatusTooManyRequests || got != "reenroll_too_soon" {
+			t.Fatalf("%d %s", status, got)
+		}
+		refused++
+	}
+	if ok != 1 || refused != 1 {
+		t.Fatalf("%d activations pinned, %d refused; want 1 and 1", ok, refused)
+	}
+	al, err := evidence.NewStoredAllowlist(aks.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := al.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 {
+		t.Fatalf("%d AKs pinned: %+v", len(list), list)
+	}
+}
+
+// testClock is the real clock plus an offset tests move forward (the allowlist stamps
+// enrollments with the real clock); safe for the server's goroutines.
+type testClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+// Now returns the clock's time.
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+// Add moves the clock forward by d.
+func (c *testClock) Add(d time.Duration) { c.mu.Lock(); c.offset += d; c.mu.Unlock() }
+
+func mustThumbprint(t *testing.T, k crypto.PublicKey) string {
+	t.Helper()
+	id, err := evidence.Thumbprint(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }

@@ -63,7 +63,8 @@ type Config struct {
 	// Proofs verifies DPoP proofs and remembers their jti to refuse replays; nil means a
 	// dpop.Verifier with a 60 s window and the Now clock. Its replay cache is in memory: run
 	// one per KBS process. Its per-holder bound (MaxEntriesPerKey) counts the proofs of each
-	// token sub (attester), whatever cnf key they are by.
+	// token sub (attester), whatever cnf key they are by. With EK enrollment one TPM is one sub
+	// per re-enrollment interval (package enroll; see package dpop).
 	Proofs *dpop.Verifier
 	// Audit receives one line per decision (see Broker.Release); nil means slog.Default().
 	Audit *slog.Logger

@@ -80,7 +80,8 @@ func RequirePoP(p PoP) MiddlewareOption { return func(m *middleware) { m.pop = p
 // once the issuer has authenticated the evidence's key (see dpop.Verifier.Check), so
 // anonymous evidence cannot fill the cache that token routes use. Every route counts a proof
 // against the share of the cache (dpop.Verifier.MaxEntriesPerKey) of the attester that the
-// token's or result's sub names, whatever cnf key the proof is by.
+// token's or result's sub names, whatever cnf key the proof is by (with EK enrollment, one TPM
+// is one sub per re-enrollment interval: package dpop's doc).
 func WithDPoPVerifier(dv *dpop.Verifier) MiddlewareOption {
 	return func(m *middleware) { m.dpop = dv }
 }

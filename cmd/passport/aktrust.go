@@ -21,7 +21,10 @@ func buildEnroller(f config.AKTrust, sessions store.NonceStore, allow *evidence.
 		}
 		return nil, nil
 	}
-	cfg := enroll.Config{Sessions: sessions, Allowlist: allow}
+	cfg := enroll.Config{Sessions: sessions, Allowlist: allow, ReenrollInterval: f.EKReenrollInterval}
+	if cfg.ReenrollInterval == 0 {
+		cfg.ReenrollInterval = -1 // --ek-reenroll-interval 0: no wait (enroll's zero means its default)
+	}
 	var err error
 	if cfg.EKRoots, err = evidence.LoadCertificates(f.EKRoots...); err != nil {
 		return nil, err
