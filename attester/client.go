@@ -116,7 +116,9 @@ const MaxRetryAfter = 5 * time.Second
 
 // post sends body as JSON to path and decodes a 2xx answer into out. On 429 (the issuer's rate
 // limits refuse a request before acting on it, so sending it again is safe) it waits the
-// answer's Retry-After, when at most MaxRetryAfter, and tries once more.
+// answer's Retry-After, when at most MaxRetryAfter, and tries once more; except for
+// api.PathEnrollActivate, whose 429 (reenroll_too_soon) may come after the issuer used up the
+// enrollment: the caller must start again.
 func (c *Client) post(ctx context.Context, path string, body, out any) error {
 	u, err := c.endpoint(path)
 	if err != nil {
@@ -128,7 +130,7 @@ func (c *Client) post(ctx context.Context, path string, body, out any) error {
 	}
 	err = c.send(ctx, path, u, b, out)
 	var he *HTTPError
-	if !errors.As(err, &he) || he.Status != http.StatusTooManyRequests || he.retryAfter <= 0 || he.retryAfter > MaxRetryAfter {
+	if path == api.PathEnrollActivate || !errors.As(err, &he) || he.Status != http.StatusTooManyRequests || he.retryAfter <= 0 || he.retryAfter > MaxRetryAfter {
 		return err
 	}
 	t := time.NewTimer(he.retryAfter)

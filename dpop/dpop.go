@@ -36,8 +36,9 @@
 // MaxReplayEntries / MaxEntriesPerKey distinct attesters (10 by default), that is attestation
 // keys the issuer trusts. A pinned or certified AK is one per TPM; with EK enrollment (package
 // enroll) a TPM can make new AKs, but its EK enrolls another only once per re-enrollment
-// interval (default 10 minutes, twice the default token lifetime), so each TPM counts once per
-// interval: at most two subs with valid tokens at a time, 5 such TPMs for the default bound.
+// interval (default 10 minutes, twice the default token lifetime), so each EK counts once per
+// interval: at most two subs with valid tokens at a time, 5 such EKs for the default bound (a
+// TPM with both an RSA and an ECC EK trusted has two).
 // Verify and Remember, which name no holder, count each proof against its key's
 // thumbprint.
 //

@@ -100,7 +100,12 @@ type Config struct {
 	// PinnedEKs are EK public keys trusted as they are (TPMs without an EK certificate, such
 	// as the simulator).
 	PinnedEKs []crypto.PublicKey
-	// Sessions keeps open enrollments, single use (a NonceStore: memory or Redis).
+	// Sessions keeps open enrollments, single use, and the per-EK locks of Finish (a
+	// NonceStore: memory or Redis). When it implements store.NonceNamespacer (memory and Redis
+	// do) the enroller keeps them in its namespace "enroll", apart from the challenge nonces
+	// of the same store: an attest request consumes whatever 32-byte value it sends from
+	// those, and a lock's key is computable from the EK. Any other store must not be the one
+	// that holds challenge nonces.
 	Sessions store.NonceStore
 	// Allowlist records enrolled AKs.
 	Allowlist *evidence.Allowlist
@@ -138,6 +143,9 @@ func New(cfg Config) (*Enroller, error) {
 	}
 	if cfg.ReenrollInterval == 0 {
 		cfg.ReenrollInterval = DefaultReenrollInterval
+	}
+	if ns, ok := cfg.Sessions.(store.NonceNamespacer); ok {
+		cfg.Sessions = ns.NonceNamespace("enroll")
 	}
 	e := &Enroller{cfg: cfg}
 	for _, k := range cfg.PinnedEKs {

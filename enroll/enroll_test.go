@@ -19,9 +19,10 @@ import (
 	"github.com/passport-attest/passport/store/memory"
 )
 
-// recorder is a nonce store that remembers the size of every value stored.
+// recorder is a nonce store that remembers the size of every value stored. It is a plain
+// NonceStore (not a store.NonceNamespacer), so the enroller keeps its sessions in it.
 type recorder struct {
-	*memory.Store
+	store *memory.Store
 	mu    sync.Mutex
 	sizes []int
 }
@@ -30,7 +31,11 @@ func (r *recorder) PutNonce(ctx context.Context, id, val []byte, ttl time.Durati
 	r.mu.Lock()
 	r.sizes = append(r.sizes, len(val))
 	r.mu.Unlock()
-	return r.Store.PutNonce(ctx, id, val, ttl)
+	return r.store.PutNonce(ctx, id, val, ttl)
+}
+
+func (r *recorder) ConsumeNonce(ctx context.Context, id []byte) ([]byte, error) {
+	return r.store.ConsumeNonce(ctx, id)
 }
 
 // setup returns an Enroller pinning a software EK (an RSA-2048 restricted decryption key with
@@ -70,7 +75,7 @@ func setup(t *testing.T) (*enroll.Enroller, *recorder, *api.EnrollRequest) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &recorder{Store: mem}
+	rec := &recorder{store: mem}
 	e, err := enroll.New(enroll.Config{PinnedEKs: []crypto.PublicKey{&k.PublicKey}, Sessions: rec, Allowlist: allow})
 	if err != nil {
 		t.Fatal(err)

@@ -39,6 +39,18 @@ type NonceStore interface {
 	ConsumeNonce(ctx context.Context, nonce []byte) ([]byte, error)
 }
 
+// NonceNamespacer is implemented by the stores (memory, Redis) that can give a NonceStore whose
+// entries none of their own nonce operations reach. Single-use values that must not be
+// consumable as challenge nonces (enrollment sessions, locks whose keys anyone can compute)
+// live there: an attest request consumes whatever 32-byte value it sends from the challenge
+// nonces.
+type NonceNamespacer interface {
+	// NonceNamespace returns the NonceStore of namespace name (a short word, e.g. "enroll"),
+	// sharing the backend (and, for Redis, the client) with the receiver. Namespaces with
+	// different names are apart from each other too.
+	NonceNamespace(name string) NonceStore
+}
+
 // ClockInfo is the TPMS_CLOCK_INFO of a quote (TPM 2.0 Part 2, section 10.11.1): clock in
 // milliseconds, resetCount and restartCount.
 type ClockInfo struct {

@@ -106,6 +106,13 @@ var (
 	_ store.ClockStore = (*Store)(nil)
 )
 
+// NonceNamespace implements store.NonceNamespacer: a new Store on s's clock (a separate map),
+// so none of s's operations reaches its nonces. name only documents the caller's intent: each
+// call returns a new, empty namespace.
+func (s *Store) NonceNamespace(name string) store.NonceStore {
+	return New(WithClock(s.now))
+}
+
 // New returns an empty Store configured by opts. Defaults: time.Now as clock,
 // DefaultSweepInterval, no cap on nonces.
 func New(opts ...Option) *Store {

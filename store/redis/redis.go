@@ -107,6 +107,13 @@ func New(client redis.UniversalClient, prefix string, opts ...Option) *Store {
 	return s
 }
 
+// NonceNamespace implements store.NonceNamespacer: a Store on the same client whose keys are
+// under <prefix>:ns:<name>: instead of <prefix>:, so none of s's operations reaches them. It
+// shares no epoch or status state with s.
+func (s *Store) NonceNamespace(name string) store.NonceStore {
+	return New(s.client, s.prefix+"ns:"+name)
+}
+
 // key returns prefix + kind + ":{" + hex(SHA-256(id)) + "}".
 func (s *Store) key(kind string, id []byte) string {
 	sum := sha256.Sum256(id)
