@@ -52,7 +52,8 @@ func NewStoredAllowlist(s store.AKStore, keys ...crypto.PublicKey) (*Allowlist, 
 
 // Pin trusts k from now on, recording it with method, source and (for enrolled AKs) the EK
 // thumbprint, and returns the record. Without a store the key is kept in memory. With an EK,
-// the AK previously enrolled with the same EK, if another, is unpinned: one AK per TPM.
+// the AK previously enrolled with the same EK, if another, is unpinned in the same atomic
+// store step (store.AKStore.ReplaceEnrolled): one AK per TPM, even under concurrent Pins.
 func (a *Allowlist) Pin(ctx context.Context, k crypto.PublicKey, method TrustMethod, source, ek string) (*AKRecord, error) {
 	der, err := x509.MarshalPKIXPublicKey(k)
 	if err != nil {
@@ -77,21 +78,15 @@ func (a *Allowlist) Pin(ctx context.Context, k crypto.PublicKey, method TrustMet
 		return nil, err
 	}
 	if ek != "" {
-		if prev, err := a.store.GetAK(ctx, ekIndexPrefix+ek); err == nil && string(prev) != id {
-			if err := a.store.DeleteAK(ctx, string(prev)); err != nil && !errors.Is(err, store.ErrAKUnknown) {
-				return nil, fmt.Errorf("evidence: unpin the AK previously enrolled with this EK: %w", err)
-			}
-		} else if err != nil && !errors.Is(err, store.ErrAKUnknown) {
-			return nil, fmt.Errorf("evidence: pin AK: %w", err)
+		// One atomic store step: two Pins racing for one EK (issuer replicas, an enrollment
+		// lock that expired) cannot both find no previous AK and leave both trusted.
+		if _, err := a.store.ReplaceEnrolled(ctx, ekIndexPrefix+ek, id, b); err != nil {
+			return nil, fmt.Errorf("evidence: pin AK enrolled with EK %s: %w", ek, err)
 		}
+		return rec, nil
 	}
 	if err := a.store.PutAK(ctx, id, b); err != nil {
 		return nil, fmt.Errorf("evidence: pin AK: %w", err)
-	}
-	if ek != "" {
-		if err := a.store.PutAK(ctx, ekIndexPrefix+ek, []byte(id)); err != nil {
-			return nil, fmt.Errorf("evidence: pin AK: EK index: %w", err)
-		}
 	}
 	return rec, nil
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-tpm-tools/server"
@@ -150,4 +151,92 @@ func TestCertChainFromFiles(t *testing.T) {
 			t.Fatalf("%s: %v", f, err)
 		}
 	}
+}
+
+// indexGate holds the answer to the first read of an EK index entry ("ek:...") until a second
+// read has been answered:
+// two Pins for one EK that read the index in a step of their own both read it before either
+// writes (the race a stalled replica or an expired enrollment lock allows). Later reads pass.
+type indexGate struct {
+	*memory.Store
+	mu       sync.Mutex
+	arrivals int
+	both     chan struct{}
+}
+
+func (g *indexGate) GetAK(ctx context.Context, id string) ([]byte, error) {
+	v, err := g.Store.GetAK(ctx, id)
+	if strings.HasPrefix(id, "ek:") {
+		g.mu.Lock()
+		g.arrivals++
+		if g.arrivals == 2 {
+			close(g.both)
+		}
+		g.mu.Unlock()
+		<-g.both
+	}
+	return v, err
+}
+
+// open lets every read through (the Pins are done).
+func (g *indexGate) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.arrivals < 2 {
+		g.arrivals = 2
+		close(g.both)
+	}
+}
+
+// TestPinSameEKConcurrently: Pins of different AKs with one EK at once leave exactly one AK
+// trusted, the one the EK index names: no AK stays pinned outside the index (never unpinned
+// by a later enrollment). Concurrent goroutines on both backends, and two Pins interleaved at
+// their index read.
+func TestPinSameEKConcurrently(t *testing.T) {
+	check := func(t *testing.T, s store.AKStore, keys []crypto.PublicKey) {
+		t.Helper()
+		ctx := context.Background()
+		al, err := evidence.NewStoredAllowlist(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for _, k := range keys {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := al.Pin(ctx, k, evidence.TrustEnrolled, "enroll", "ek-A"); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if g, ok := s.(*indexGate); ok {
+			g.open()
+		}
+		list, err := al.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enrolled, err := al.EnrolledWith(ctx, "ek-A")
+		if err != nil {
+			t.Fatalf("EnrolledWith: %v", err)
+		}
+		if len(list) != 1 || list[0].ID != enrolled.ID {
+			t.Fatalf("%d AKs pinned after %d concurrent enrollments with one EK (the index names %s): %+v", len(list), len(keys), enrolled.ID, list)
+		}
+	}
+	keys := func(n int) []crypto.PublicKey {
+		out := make([]crypto.PublicKey, n)
+		for i := range out {
+			out[i] = newKey(t)
+		}
+		return out
+	}
+	for name, s := range akStores(t) {
+		t.Run(name, func(t *testing.T) { check(t, s, keys(20)) })
+	}
+	t.Run("interleaved", func(t *testing.T) {
+		check(t, &indexGate{Store: memory.New(), both: make(chan struct{})}, keys(2))
+	})
 }

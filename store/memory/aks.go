@@ -72,3 +72,27 @@ func (s *Store) ListAKs(ctx context.Context) (map[string][]byte, error) {
 	}
 	return out, nil
 }
+
+// ReplaceEnrolled implements store.AKStore under the store's AK mutex: the read of index, the
+// writes of id and index and the removal of the previous record are one step for every other
+// AK operation of s.
+func (s *Store) ReplaceEnrolled(ctx context.Context, index, id string, value []byte) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("memory: replace enrolled AK: %w: %w", store.ErrUnavailable, err)
+	}
+	if err := store.CheckReplaceEnrolled(index, id, value); err != nil {
+		return "", fmt.Errorf("memory: %w", err)
+	}
+	s.akMu.Lock()
+	defer s.akMu.Unlock()
+	if s.aks == nil {
+		s.aks = map[string][]byte{}
+	}
+	prev := string(s.aks[index])
+	s.aks[id] = append([]byte(nil), value...)
+	s.aks[index] = []byte(id)
+	if prev != "" && prev != id && prev != index {
+		delete(s.aks, prev)
+	}
+	return prev, nil
+}

@@ -76,3 +76,45 @@ func (s *Store) ListAKs(ctx context.Context) (map[string][]byte, error) {
 	}
 	return out, nil
 }
+
+// replaceEnrolledScript is AKStore.ReplaceEnrolled in one step: Redis runs a script without
+// interleaving any other command.
+//
+// KEYS: the AK hash, its epoch marker (same slot: the marker's hash tag is the hash's key).
+// ARGV: index field, id field, record, epoch id ("" before ArmEpoch).
+// Returns the previous id ("" for none), or {-3} when the epoch marker shows a data loss
+// (nothing written).
+var replaceEnrolledScript = redis.NewScript(`
+if ARGV[4] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[4] then return {-3} end
+local prev = redis.call('HGET', KEYS[1], ARGV[1]) or ''
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3], ARGV[1], ARGV[2])
+if prev ~= '' and prev ~= ARGV[2] and prev ~= ARGV[1] then redis.call('HDEL', KEYS[1], prev) end
+return prev
+`)
+
+// ReplaceEnrolled implements store.AKStore with one Lua script (EVALSHA, falling back to
+// EVAL) on the AK hash. With ArmEpoch the script also compares the AK slot's epoch marker
+// first: a missing or different marker writes nothing and latches ErrDataLoss. Redis failures
+// wrap store.ErrUnavailable.
+func (s *Store) ReplaceEnrolled(ctx context.Context, index, id string, value []byte) (string, error) {
+	if err := store.CheckReplaceEnrolled(index, id, value); err != nil {
+		return "", fmt.Errorf("redisstore: %w", err)
+	}
+	if err := s.guard("replace enrolled AK"); err != nil {
+		return "", err
+	}
+	ek := s.aksEpochKey()
+	res, err := replaceEnrolledScript.Run(ctx, s.client, []string{s.aksKey(), ek}, index, id, value, s.expected(ek)).Result()
+	if err != nil {
+		return "", unavailable("replace enrolled AK", err)
+	}
+	switch v := res.(type) {
+	case string:
+		return v, nil
+	case []any:
+		if len(v) == 1 && v[0] == int64(-3) {
+			return "", s.markerLost("replace enrolled AK", ek)
+		}
+	}
+	return "", unavailable("replace enrolled AK", fmt.Errorf("unexpected script result %v", res))
+}

@@ -98,6 +98,21 @@ func TestEpochChecks(t *testing.T) {
 		c.Del(ctx, s.aksEpochKey())
 		wantLoss(t, "CheckEpoch", s.CheckEpoch(ctx))
 	})
+	t.Run("replace enrolled script", func(t *testing.T) {
+		s, _ := armed(t, 1)
+		if _, err := s.ReplaceEnrolled(ctx, "ek:1", "ak1", []byte("v")); err != nil {
+			t.Fatalf("ReplaceEnrolled while the marker is there: %v", err)
+		}
+		c.Del(ctx, s.aksEpochKey())
+		_, err := s.ReplaceEnrolled(ctx, "ek:1", "ak2", []byte("v"))
+		wantLoss(t, "ReplaceEnrolled", err)
+		if !s.DataLost() {
+			t.Error("DataLost() = false after the script saw the loss")
+		}
+		if got, _ := c.HGetAll(ctx, s.aksKey()).Result(); len(got) != 2 || got["ek:1"] != "ak1" {
+			t.Errorf("the refused replacement wrote: %q", got)
+		}
+	})
 	t.Run("revoke script", func(t *testing.T) {
 		s, _ := armed(t, 1)
 		c.Del(ctx, s.epochKey(0))
@@ -146,6 +161,19 @@ func TestStatusStoreArmed(t *testing.T) {
 			t.Fatal(err)
 		}
 		return s, storetest.RealClock{}
+	})
+}
+
+// TestAKStoreArmed runs the AK conformance suite on stores with the epoch armed, so that
+// ReplaceEnrolled's marker comparison is exercised on every path.
+func TestAKStoreArmed(t *testing.T) {
+	c := requireRedis(t)
+	storetest.RunAKStore(t, func(t *testing.T) store.AKStore {
+		s := New(c, testPrefix(t, c))
+		if _, err := s.ArmEpoch(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return s
 	})
 }
 
